@@ -1,0 +1,275 @@
+use std::ffi::{c_void, CString};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+
+use libdb_sys as sys;
+
+use super::error::{check, Error, Result};
+use super::{method, Env, Txn};
+
+/// How new queue databases are laid out (-B, -A, -E).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueFormat {
+    /// Fixed record length in bytes.
+    pub record_len: u32,
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Pages per extent file; 0 keeps the queue in one file.
+    pub extent_pages: u32,
+}
+
+/// An open database handle; closed on drop, before its environment.
+pub struct Database {
+    ptr: NonNull<sys::DB>,
+    /// Keeps the environment open as long as this handle is.
+    _env: Env,
+}
+
+// SAFETY: databases are opened with DB_THREAD, which makes the DB handle
+// free-threaded.
+unsafe impl Send for Database {}
+// SAFETY: as for Send.
+unsafe impl Sync for Database {}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        // SAFETY: a live handle, closed exactly once.
+        let rc = unsafe { method!(self.ptr.as_ptr(), close, 0) };
+        if let Err(e) = check(rc) {
+            log::error!("closing a database failed: {e}");
+        }
+    }
+}
+
+/// A DBT describing `bytes`, which Berkeley DB only reads.
+fn input(bytes: &[u8]) -> sys::DBT {
+    // SAFETY: DBT is a plain C struct for which all-zero is the empty value.
+    let mut dbt: sys::DBT = unsafe { std::mem::zeroed() };
+    dbt.data = bytes.as_ptr() as *mut c_void;
+    dbt.size = bytes.len() as u32;
+    dbt
+}
+
+/// A DBT into which Berkeley DB writes at most `buf.len()` bytes.
+fn output(buf: &mut [u8]) -> sys::DBT {
+    // SAFETY: as in `input`.
+    let mut dbt: sys::DBT = unsafe { std::mem::zeroed() };
+    dbt.data = buf.as_mut_ptr() as *mut c_void;
+    dbt.ulen = buf.len() as u32;
+    dbt.flags = sys::DB_DBT_USERMEM;
+    dbt
+}
+
+/// A DBT Berkeley DB fills with memory from malloc.
+fn allocated() -> sys::DBT {
+    // SAFETY: as in `input`.
+    let mut dbt: sys::DBT = unsafe { std::mem::zeroed() };
+    dbt.flags = sys::DB_DBT_MALLOC;
+    dbt
+}
+
+/// Copies out and frees a DB_DBT_MALLOC result.
+fn take_allocated(dbt: &sys::DBT) -> Vec<u8> {
+    if dbt.data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: Berkeley DB filled `size` bytes at `data` with malloc'd memory
+    // that the caller owns and frees here exactly once.
+    unsafe {
+        let bytes = std::slice::from_raw_parts(dbt.data as *const u8, dbt.size as usize).to_vec();
+        libc::free(dbt.data);
+        bytes
+    }
+}
+
+fn txn_ptr(txn: Option<&Txn<'_>>) -> *mut sys::DB_TXN {
+    txn.map_or(ptr::null_mut(), Txn::as_ptr)
+}
+
+impl Database {
+    fn create(env: &Env) -> Result<Database> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: a live environment; db_create writes a new handle.
+        check(unsafe { sys::db_create(&mut raw, env.as_ptr(), 0) })?;
+        Ok(Database {
+            ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            _env: env.clone(),
+        })
+    }
+
+    fn open(
+        self,
+        txn: Option<&Txn<'_>>,
+        file: &[u8],
+        kind: sys::DBTYPE,
+        create: bool,
+    ) -> Result<Database> {
+        let name = CString::new(file).map_err(|_| Error::Other(libc::EINVAL))?;
+        let mut flags = sys::DB_THREAD;
+        if create {
+            flags |= sys::DB_CREATE;
+        }
+        if txn.is_none() {
+            flags |= sys::DB_AUTO_COMMIT;
+        }
+        // SAFETY: a live, unopened handle; on failure `self` is dropped,
+        // which closes it as Berkeley DB requires.
+        check(unsafe {
+            method!(
+                self.ptr.as_ptr(),
+                open,
+                txn_ptr(txn),
+                name.as_ptr(),
+                ptr::null(),
+                kind,
+                flags,
+                0o664
+            )
+        })?;
+        Ok(self)
+    }
+
+    /// Opens the DB_QUEUE database `file`; with `create`, makes it with
+    /// `format` when missing (an existing file keeps its own format).
+    pub fn open_queue(
+        env: &Env,
+        txn: Option<&Txn<'_>>,
+        file: &[u8],
+        format: QueueFormat,
+        create: bool,
+    ) -> Result<Database> {
+        let db = Database::create(env)?;
+        let p = db.ptr.as_ptr();
+        // SAFETY: setters allowed on an unopened handle.
+        unsafe {
+            check(method!(p, set_re_len, format.record_len))?;
+            check(method!(p, set_pagesize, format.page_size))?;
+            if format.extent_pages > 0 {
+                check(method!(p, set_q_extentsize, format.extent_pages))?;
+            }
+        }
+        db.open(txn, file, sys::DB_QUEUE, create)
+    }
+
+    /// Opens (creating if missing) the DB_BTREE database `file`.
+    pub fn open_btree(env: &Env, file: &[u8]) -> Result<Database> {
+        Database::create(env)?.open(None, file, sys::DB_BTREE, true)
+    }
+
+    /// The fixed record length of a queue database.
+    pub fn record_len(&self) -> Result<u32> {
+        let mut len = 0;
+        // SAFETY: an open handle; `len` outlives the call.
+        check(unsafe { method!(self.ptr.as_ptr(), get_re_len, &mut len) })?;
+        Ok(len)
+    }
+
+    /// Appends `record` to a queue; returns its record number.
+    pub fn append(&self, txn: &Txn<'_>, record: &[u8]) -> Result<u32> {
+        let mut recno: u32 = 0;
+        let mut key = output(bytes_of_mut(&mut recno));
+        let mut data = input(record);
+        // SAFETY: an open handle and live transaction; the DBTs point at
+        // memory that outlives the call.
+        check(unsafe {
+            method!(
+                self.ptr.as_ptr(),
+                put,
+                txn.as_ptr(),
+                &mut key,
+                &mut data,
+                sys::DB_APPEND
+            )
+        })?;
+        Ok(recno)
+    }
+
+    /// Takes the oldest record off a queue into `buf` (sized to the record
+    /// length); `Ok(false)` when the queue is empty.
+    pub fn consume(&self, txn: &Txn<'_>, buf: &mut [u8]) -> Result<bool> {
+        let mut recno: u32 = 0;
+        let mut key = output(bytes_of_mut(&mut recno));
+        let mut data = output(buf);
+        // SAFETY: as in `append`; Berkeley DB writes at most `ulen` bytes.
+        let rc = unsafe {
+            method!(
+                self.ptr.as_ptr(),
+                get,
+                txn.as_ptr(),
+                &mut key,
+                &mut data,
+                sys::DB_CONSUME
+            )
+        };
+        match check(rc) {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound) | Err(Error::KeyEmpty) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `data` under `key`, replacing any previous value.
+    pub fn put(&self, txn: &Txn<'_>, key: &[u8], data: &[u8]) -> Result<()> {
+        let (mut k, mut d) = (input(key), input(data));
+        // SAFETY: as in `append`.
+        check(unsafe { method!(self.ptr.as_ptr(), put, txn.as_ptr(), &mut k, &mut d, 0) })
+    }
+
+    /// Deletes `key`; `Ok(false)` when it was not there.
+    pub fn delete(&self, txn: &Txn<'_>, key: &[u8]) -> Result<bool> {
+        let mut k = input(key);
+        // SAFETY: as in `append`.
+        match check(unsafe { method!(self.ptr.as_ptr(), del, txn.as_ptr(), &mut k, 0) }) {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A cursor over every key/data pair, outside any transaction.
+    pub fn cursor(&self) -> Result<Cursor<'_>> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: an open handle; cursor writes a new cursor handle.
+        check(unsafe { method!(self.ptr.as_ptr(), cursor, ptr::null_mut(), &mut raw, 0) })?;
+        Ok(Cursor {
+            ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            _db: PhantomData,
+        })
+    }
+}
+
+fn bytes_of_mut(n: &mut u32) -> &mut [u8] {
+    // SAFETY: a u32 is 4 initialised bytes, any bit pattern is valid.
+    unsafe { std::slice::from_raw_parts_mut(n as *mut u32 as *mut u8, 4) }
+}
+
+/// A cursor; it cannot outlive its database.
+pub struct Cursor<'db> {
+    ptr: NonNull<sys::DBC>,
+    _db: PhantomData<&'db Database>,
+}
+
+impl Cursor<'_> {
+    /// The next key/data pair, or `None` past the last one.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let (mut key, mut data) = (allocated(), allocated());
+        // SAFETY: a live cursor; the DBTs ask for malloc'd results, which
+        // take_allocated frees.
+        let rc = unsafe { method!(self.ptr.as_ptr(), get, &mut key, &mut data, sys::DB_NEXT) };
+        match check(rc) {
+            Ok(()) => Ok(Some((take_allocated(&key), take_allocated(&data)))),
+            Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a live cursor, closed exactly once.
+        if let Err(e) = check(unsafe { method!(self.ptr.as_ptr(), close) }) {
+            log::error!("closing a cursor failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+use std::ffi::{c_char, CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use libdb_sys as sys;
+
+use super::error::{check, Error, Result};
+use super::{method, Txn};
+
+/// How to open the environment (SPEC.md section 3).
+#[derive(Debug, Clone)]
+pub struct EnvConfig {
+    /// Shared memory pool size in bytes (-m).
+    pub cache_bytes: u64,
+    /// In-memory log buffer in bytes (-L).
+    pub log_buffer_bytes: u32,
+    /// Lockers, locks, lock objects and active transactions alike.
+    pub lock_table_size: u32,
+    /// Commit without flushing the log (-N).
+    pub nosync: bool,
+    /// Remove log files as soon as they are no longer needed (-R).
+    pub auto_remove_logs: bool,
+}
+
+/// The C handle; closed when the last `Env` clone goes away.
+struct EnvHandle(NonNull<sys::DB_ENV>);
+
+// SAFETY: the environment is opened with DB_THREAD, which makes the DB_ENV
+// handle free-threaded: Berkeley DB serialises access to it internally.
+unsafe impl Send for EnvHandle {}
+// SAFETY: as for Send.
+unsafe impl Sync for EnvHandle {}
+
+impl Drop for EnvHandle {
+    fn drop(&mut self) {
+        // SAFETY: the last reference to a live handle; every Database holds
+        // an Env clone, so all of them are closed already.
+        let rc = unsafe { method!(self.0.as_ptr(), close, 0) };
+        if let Err(e) = check(rc) {
+            log::error!("closing the Berkeley DB environment failed: {e}");
+        }
+    }
+}
+
+/// A transactional Berkeley DB environment.
+#[derive(Clone)]
+pub struct Env {
+    handle: Arc<EnvHandle>,
+}
+
+/// Sends Berkeley DB's own error messages to our log.
+unsafe extern "C" fn log_bdb_message(
+    _env: *const sys::DB_ENV,
+    _prefix: *const c_char,
+    message: *const c_char,
+) {
+    if !message.is_null() {
+        // SAFETY: Berkeley DB passes a NUL-terminated message.
+        let text = unsafe { CStr::from_ptr(message) };
+        log::error!("berkeley db: {}", text.to_string_lossy());
+    }
+}
+
+impl Env {
+    /// Opens (creating and recovering as needed) the environment in `home`.
+    pub fn open(home: &Path, config: &EnvConfig) -> Result<Env> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: db_env_create writes a new handle into `raw`.
+        check(unsafe { sys::db_env_create(&mut raw, 0) })?;
+        let env = Env {
+            handle: Arc::new(EnvHandle(
+                NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            )),
+        };
+        let p = env.as_ptr();
+        let gb = 1u64 << 30;
+        let home =
+            CString::new(home.as_os_str().as_bytes()).map_err(|_| Error::Other(libc::EINVAL))?;
+        let lock_size = config.lock_table_size;
+        // SAFETY: `p` is a live, not yet opened handle; these setters are
+        // the ones Berkeley DB allows before DB_ENV->open.
+        unsafe {
+            method!(p, set_errcall, Some(log_bdb_message));
+            check(method!(
+                p,
+                set_cachesize,
+                (config.cache_bytes / gb) as u32,
+                (config.cache_bytes % gb) as u32,
+                0
+            ))?;
+            check(method!(p, set_lk_max_lockers, lock_size))?;
+            check(method!(p, set_lk_max_locks, lock_size))?;
+            check(method!(p, set_lk_max_objects, lock_size))?;
+            check(method!(p, set_tx_max, lock_size))?;
+            check(method!(p, set_lg_bsize, config.log_buffer_bytes))?;
+            if config.nosync {
+                check(method!(p, set_flags, sys::DB_TXN_NOSYNC, 1))?;
+            }
+            if config.auto_remove_logs {
+                check(method!(p, log_set_config, sys::DB_LOG_AUTO_REMOVE, 1))?;
+            }
+            let flags = sys::DB_CREATE
+                | sys::DB_INIT_LOCK
+                | sys::DB_THREAD
+                | sys::DB_INIT_MPOOL
+                | sys::DB_INIT_LOG
+                | sys::DB_INIT_TXN
+                | sys::DB_RECOVER;
+            check(method!(p, open, home.as_ptr(), flags, 0o660))?;
+        }
+        Ok(env)
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut sys::DB_ENV {
+        self.handle.0.as_ptr()
+    }
+
+    /// Begins a transaction.
+    pub fn begin(&self) -> Result<Txn<'_>> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: a live environment; txn_begin writes a new handle.
+        check(unsafe { method!(self.as_ptr(), txn_begin, ptr::null_mut(), &mut raw, 0) })?;
+        Ok(Txn::from_raw(
+            NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+        ))
+    }
+
+    /// Writes a checkpoint now.
+    pub fn checkpoint(&self) -> Result<()> {
+        // SAFETY: a live environment.
+        check(unsafe { method!(self.as_ptr(), txn_checkpoint, 0, 0, 0) })
+    }
+
+    /// Writes dirty cache pages until `percent` of the cache is clean;
+    /// returns how many pages were written.
+    pub fn trickle(&self, percent: i32) -> Result<i32> {
+        let mut written = 0;
+        // SAFETY: a live environment; `written` outlives the call.
+        check(unsafe { method!(self.as_ptr(), memp_trickle, percent, &mut written) })?;
+        Ok(written)
+    }
+
+    /// Runs the deadlock detector, aborting the youngest locker of each
+    /// cycle; returns how many lock requests were rejected.
+    pub fn detect_deadlocks(&self) -> Result<i32> {
+        let mut rejected = 0;
+        // SAFETY: a live environment; `rejected` outlives the call.
+        check(unsafe {
+            method!(
+                self.as_ptr(),
+                lock_detect,
+                0,
+                sys::DB_LOCK_YOUNGEST,
+                &mut rejected
+            )
+        })?;
+        Ok(rejected)
+    }
+
+    /// Removes the log files no longer needed for recovery.
+    pub fn remove_unneeded_logs(&self) -> Result<()> {
+        // SAFETY: a live environment; with DB_ARCH_REMOVE no list is returned.
+        check(unsafe {
+            method!(
+                self.as_ptr(),
+                log_archive,
+                ptr::null_mut(),
+                sys::DB_ARCH_REMOVE
+            )
+        })
+    }
+
+    /// Removes the database file `file` inside `txn`; its handle must be
+    /// closed first.
+    pub fn remove_database(&self, txn: &Txn<'_>, file: &[u8]) -> Result<()> {
+        let file = CString::new(file).map_err(|_| Error::Other(libc::EINVAL))?;
+        // SAFETY: a live environment and transaction, a NUL-terminated name.
+        check(unsafe {
+            method!(
+                self.as_ptr(),
+                dbremove,
+                txn.as_ptr(),
+                file.as_ptr(),
+                ptr::null(),
+                0
+            )
+        })
+    }
+}

@@ -1,0 +1,57 @@
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use libdb_sys as sys;
+
+use super::error::{check, Result};
+use super::{method, Env};
+
+/// A transaction. Berkeley DB frees the handle on commit or abort, whatever
+/// the result, so both consume it; dropping an unfinished one aborts it.
+pub struct Txn<'env> {
+    /// `None` once committed or aborted.
+    ptr: Option<NonNull<sys::DB_TXN>>,
+    /// A transaction must not outlive its environment.
+    _env: PhantomData<&'env Env>,
+}
+
+impl<'env> Txn<'env> {
+    /// Wraps a handle fresh from `txn_begin`.
+    pub(super) fn from_raw(ptr: NonNull<sys::DB_TXN>) -> Txn<'env> {
+        Txn {
+            ptr: Some(ptr),
+            _env: PhantomData,
+        }
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut sys::DB_TXN {
+        self.ptr.map_or(std::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    /// Commits, flushing the log unless the environment is in no-sync mode.
+    pub fn commit(mut self) -> Result<()> {
+        let ptr = self.ptr.take().expect("live transaction");
+        // SAFETY: `ptr` is a live transaction; commit frees it whatever the
+        // result, and `take` makes sure it is never used again.
+        check(unsafe { method!(ptr.as_ptr(), commit, 0) })
+    }
+
+    /// Aborts, undoing everything done in the transaction.
+    pub fn abort(mut self) -> Result<()> {
+        let ptr = self.ptr.take().expect("live transaction");
+        // SAFETY: as in `commit`.
+        check(unsafe { method!(ptr.as_ptr(), abort) })
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if let Some(ptr) = self.ptr.take() {
+            // SAFETY: a live transaction nobody committed or aborted.
+            let rc = unsafe { method!(ptr.as_ptr(), abort) };
+            if let Err(e) = check(rc) {
+                log::error!("aborting an abandoned transaction failed: {e}");
+            }
+        }
+    }
+}

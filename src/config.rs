@@ -1,0 +1,319 @@
+//! The command line of MemcacheQ 0.2.1 (SPEC.md section 1), parsed with getopts.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything the command line decides, with the original's defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP port (-p).
+    pub port: u16,
+    /// UDP port (-U); 0 means off.
+    pub udp_port: u16,
+    /// Unix socket path (-s); disables TCP and UDP.
+    pub socket_path: Option<PathBuf>,
+    /// Octal permission mask of the unix socket (-a).
+    pub socket_mask: u32,
+    /// Interface to bind (-l); `None` binds every interface.
+    pub listen_addr: Option<String>,
+    /// Run as a daemon (-d).
+    pub daemonize: bool,
+    /// Raise the core-file limit (-r).
+    pub max_core: bool,
+    /// User to switch to when started as root (-u).
+    pub user: Option<String>,
+    /// Maximum simultaneous client connections (-c).
+    pub max_connections: usize,
+    /// Verbosity: 0 quiet, 1 errors and warnings, 2 every command (-v, -vv).
+    pub verbosity: usize,
+    /// Pid file written in daemon mode (-P).
+    pub pid_file: Option<PathBuf>,
+    /// Worker threads of the original (-t); reported by `stats`, see README.
+    pub threads: u32,
+    /// Berkeley DB cache size in megabytes (-m).
+    pub cache_mb: u64,
+    /// Page size of queue databases in bytes (-A).
+    pub page_size: u32,
+    /// Environment home (-H).
+    pub home: PathBuf,
+    /// Log buffer size in kilobytes (-L).
+    pub log_buffer_kb: u32,
+    /// Seconds between checkpoints (-C); 0 is off.
+    pub checkpoint_secs: u64,
+    /// Seconds between memp_trickle calls (-T); 0 is off.
+    pub trickle_secs: u64,
+    /// Seconds between queue counter dumps (-S); 0 is off.
+    pub stats_dump_secs: u64,
+    /// memp_trickle target percentage of clean pages (-e).
+    pub trickle_percent: i32,
+    /// Pages per queue extent file (-E); 0 means no extents.
+    pub extent_pages: u32,
+    /// Fixed record length of queue databases (-B).
+    pub record_len: u32,
+    /// Milliseconds between deadlock detections (-D); 0 is off.
+    pub deadlock_ms: u64,
+    /// Commit without flushing the log (-N).
+    pub nosync: bool,
+    /// Remove log files no longer needed (-R).
+    pub auto_remove_logs: bool,
+    /// Serve the names-only `stats queue` listing of MemcacheQ 0.1.x (-Z).
+    pub names_only_stats: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            port: 22201,
+            udp_port: 0,
+            socket_path: None,
+            socket_mask: 0o700,
+            listen_addr: None,
+            daemonize: false,
+            max_core: false,
+            user: None,
+            max_connections: 1024,
+            verbosity: 0,
+            pid_file: None,
+            threads: 4,
+            cache_mb: 64,
+            page_size: 4096,
+            home: PathBuf::from("/data1/memcacheq"),
+            log_buffer_kb: 32,
+            checkpoint_secs: 300,
+            trickle_secs: 30,
+            stats_dump_secs: 30,
+            trickle_percent: 60,
+            extent_pages: 16384,
+            record_len: 1024,
+            deadlock_ms: 100,
+            nosync: false,
+            auto_remove_logs: false,
+            names_only_stats: false,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Run the server.
+    Serve(Box<Config>),
+    /// Print the help text and exit 0 (-h).
+    Help,
+    /// Print the license and exit 0 (-i).
+    License,
+}
+
+/// A command line the server refuses; printed to stderr before exiting 1.
+#[derive(Debug, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
+    for (flag, hint) in [
+        ("a", "MASK"),
+        ("U", "PORT"),
+        ("p", "PORT"),
+        ("s", "FILE"),
+        ("c", "NUM"),
+        ("l", "ADDR"),
+        ("u", "USER"),
+        ("P", "FILE"),
+        ("t", "NUM"),
+        ("H", "DIR"),
+        ("m", "MB"),
+        ("A", "BYTES"),
+        ("L", "KB"),
+        ("C", "SECS"),
+        ("T", "SECS"),
+        ("S", "SECS"),
+        ("e", "PERCENT"),
+        ("D", "MSECS"),
+        ("E", "PAGES"),
+        ("B", "BYTES"),
+    ] {
+        o.optopt(flag, "", "", hint);
+    }
+    for flag in ["h", "i", "d", "r", "N", "R", "Z"] {
+        o.optflag(flag, "", "");
+    }
+    o.optflagmulti("v", "", "");
+    o
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
+    let m = options().parse(args).map_err(|e| {
+        let flag = match &e {
+            getopts::Fail::UnrecognizedOption(o)
+            | getopts::Fail::ArgumentMissing(o)
+            | getopts::Fail::OptionDuplicated(o) => o.trim_start_matches('-').to_string(),
+            other => other.to_string(),
+        };
+        ConfigError(format!("{e}\nIllegal argument \"{flag}\""))
+    })?;
+    if let Some(extra) = m.free.first() {
+        return Err(ConfigError(format!("Illegal argument \"{extra}\"")));
+    }
+    if m.opt_present("h") {
+        return Ok(Invocation::Help);
+    }
+    if m.opt_present("i") {
+        return Ok(Invocation::License);
+    }
+    let mut c = Config::default();
+    let num = |flag: &str| -> Result<Option<u64>, ConfigError> {
+        match m.opt_str(flag) {
+            None => Ok(None),
+            Some(s) => s.parse::<u64>().map(Some).map_err(|_| {
+                ConfigError(format!(
+                    "Illegal argument \"{flag}\": '{s}' is not a number"
+                ))
+            }),
+        }
+    };
+    let ranged = |flag: &str, max: u64| -> Result<Option<u64>, ConfigError> {
+        match num(flag)? {
+            Some(v) if v > max => Err(ConfigError(format!(
+                "Illegal argument \"{flag}\": {v} is larger than {max}"
+            ))),
+            v => Ok(v),
+        }
+    };
+    if let Some(v) = ranged("p", 65535)? {
+        c.port = v as u16;
+    }
+    if let Some(v) = ranged("U", 65535)? {
+        c.udp_port = v as u16;
+    }
+    c.socket_path = m.opt_str("s").map(PathBuf::from);
+    if let Some(s) = m.opt_str("a") {
+        c.socket_mask = u32::from_str_radix(&s, 8)
+            .ok()
+            .filter(|v| *v <= 0o777)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "Illegal argument \"a\": '{s}' is not an octal mask"
+                ))
+            })?;
+    }
+    c.listen_addr = m.opt_str("l");
+    c.daemonize = m.opt_present("d");
+    c.max_core = m.opt_present("r");
+    c.user = m.opt_str("u");
+    if let Some(v) = ranged("c", 1 << 20)? {
+        c.max_connections = v as usize;
+    }
+    c.verbosity = m.opt_count("v");
+    c.pid_file = m.opt_str("P").map(PathBuf::from);
+    if let Some(v) = ranged("t", 1024)? {
+        if v == 0 {
+            return Err(ConfigError(
+                "Number of threads must be greater than 0".into(),
+            ));
+        }
+        c.threads = v as u32;
+    }
+    if let Some(v) = ranged("m", 1 << 30)? {
+        c.cache_mb = v;
+    }
+    if let Some(v) = num("A")? {
+        if !(512..=65536).contains(&v) || !v.is_power_of_two() {
+            return Err(ConfigError(format!(
+                "Illegal argument \"A\": page size {v} must be a power of two from 512 to 65536"
+            )));
+        }
+        c.page_size = v as u32;
+    }
+    if let Some(h) = m.opt_str("H") {
+        c.home = PathBuf::from(h);
+    }
+    if let Some(v) = ranged("L", 1 << 20)? {
+        c.log_buffer_kb = v as u32;
+    }
+    if let Some(v) = num("C")? {
+        c.checkpoint_secs = v;
+    }
+    if let Some(v) = num("T")? {
+        c.trickle_secs = v;
+    }
+    if let Some(v) = num("S")? {
+        c.stats_dump_secs = v;
+    }
+    if let Some(v) = num("e")? {
+        if v > 100 {
+            return Err(ConfigError(format!(
+                "Illegal argument \"e\": trickle percent {v} must be from 0 to 100"
+            )));
+        }
+        c.trickle_percent = v as i32;
+    }
+    if let Some(v) = ranged("E", u32::MAX as u64)? {
+        c.extent_pages = v as u32;
+    }
+    if let Some(v) = ranged("B", 1 << 24)? {
+        if v < 64 {
+            return Err(ConfigError(format!(
+                "Illegal argument \"B\": record length {v} is smaller than 64"
+            )));
+        }
+        c.record_len = v as u32;
+    }
+    if let Some(v) = num("D")? {
+        c.deadlock_ms = v;
+    }
+    c.nosync = m.opt_present("N");
+    c.auto_remove_logs = m.opt_present("R");
+    c.names_only_stats = m.opt_present("Z");
+    Ok(Invocation::Serve(Box::new(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let Invocation::Serve(c) = parse(&[]).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.port, c.record_len, c.page_size), (22201, 1024, 4096));
+        assert_eq!((c.extent_pages, c.deadlock_ms, c.threads), (16384, 100, 4));
+    }
+
+    #[test]
+    fn seeds_command_line_parses() {
+        let a = args("-d -r -u nobody -p 21201 -c 1024 -H /data/memcacheq -N -R -v -L 1024 -B 1024 -P /var/run/mcq.pid");
+        let Invocation::Serve(c) = parse(&a).unwrap() else {
+            panic!()
+        };
+        assert!(c.daemonize && c.max_core && c.nosync && c.auto_remove_logs);
+        assert_eq!((c.port, c.log_buffer_kb, c.verbosity), (21201, 1024, 1));
+    }
+
+    #[test]
+    fn vv_counts_twice_and_bad_values_are_refused() {
+        let Invocation::Serve(c) = parse(&args("-vv")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.verbosity, 2);
+        assert!(parse(&args("-t 0")).is_err());
+        assert!(parse(&args("-e 101")).is_err());
+        assert!(parse(&args("-A 1000")).is_err());
+        assert!(parse(&args("-x"))
+            .unwrap_err()
+            .0
+            .contains("Illegal argument \"x\""));
+    }
+}

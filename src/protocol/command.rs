@@ -1,0 +1,40 @@
+/// One parsed request, ready to execute.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// `set`: append `record` (already in the on-disk layout) to `queue`.
+    Set { queue: Vec<u8>, record: Vec<u8> },
+    /// `get`: take the oldest message off each named queue, in order.
+    Get { queues: Vec<Vec<u8>> },
+    /// `delete`: remove a queue and all its messages.
+    Delete { queue: Vec<u8> },
+    /// `stats`: the general counters.
+    Stats,
+    /// `stats queue`: per-queue counters.
+    StatsQueue,
+    /// `stats reset`: zero the general counters.
+    StatsReset,
+    /// `version`.
+    Version,
+    /// `verbosity <n>`: accepted and ignored, as the original does.
+    Verbosity,
+    /// `db_checkpoint`: force a Berkeley DB checkpoint.
+    Checkpoint,
+    /// `db_archive`: remove log files no longer needed.
+    Archive,
+    /// `quit`: close the connection without a reply.
+    Quit,
+    /// A request answered by a fixed reply without touching storage.
+    Reply(&'static [u8]),
+    /// A fixed reply after which the connection is closed.
+    ReplyAndClose(&'static [u8]),
+}
+
+impl Command {
+    /// Whether executing this command reads or writes queue data.
+    pub fn touches_storage(&self) -> bool {
+        matches!(
+            self,
+            Command::Set { .. } | Command::Get { .. } | Command::Delete { .. }
+        )
+    }
+}

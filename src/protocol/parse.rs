@@ -1,0 +1,267 @@
+//! Turns the bytes a client sent into commands, one frame at a time.
+
+use super::command::Command;
+use super::numbers;
+use super::reply;
+use crate::queue_name::{NameRules, MAX_KEY_LEN};
+use crate::storage::record;
+
+/// Longest command line other than `get` (SPEC.md section 4, item 4).
+pub const MAX_LINE: usize = 8 * 1024;
+/// Longest `get` line: hundreds of keys of up to 250 bytes.
+pub const MAX_GET_LINE: usize = 512 * 1024;
+
+/// One complete request found at the start of the buffer.
+#[derive(Debug, PartialEq)]
+pub struct Frame {
+    /// What to execute or answer.
+    pub command: Command,
+    /// Bytes of the buffer this frame used.
+    pub consumed: usize,
+    /// Bytes of a refused data block still to be discarded after `consumed`,
+    /// as they arrive (a block may be far larger than any buffer we keep).
+    pub discard: u64,
+}
+
+impl Frame {
+    fn new(command: Command, consumed: usize) -> Frame {
+        Frame {
+            command,
+            consumed,
+            discard: 0,
+        }
+    }
+}
+
+/// Parses requests under the storage configuration's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Parser {
+    /// Which queue names are allowed.
+    names: NameRules,
+    /// Fixed record length: the largest message a queue can hold.
+    record_len: usize,
+}
+
+impl Parser {
+    pub fn new(names: NameRules, record_len: u32) -> Parser {
+        Parser {
+            names,
+            record_len: record_len as usize,
+        }
+    }
+
+    /// The first frame in `buf`, or `None` when more bytes are needed.
+    pub fn parse(&self, buf: &[u8]) -> Option<Frame> {
+        let limit = if buf.starts_with(b"get ") {
+            MAX_GET_LINE
+        } else {
+            MAX_LINE
+        };
+        let Some(newline) = memchr(b'\n', &buf[..buf.len().min(limit + 1)]) else {
+            return (buf.len() > limit)
+                .then(|| Frame::new(Command::ReplyAndClose(reply::LINE_TOO_LONG), buf.len()));
+        };
+        let consumed = newline + 1;
+        let mut line = &buf[..newline];
+        if let Some(nul) = memchr(0, line) {
+            line = &line[..nul];
+        }
+        if line.len() > 1 && line.ends_with(b"\r") {
+            line = &line[..line.len() - 1];
+        }
+        let tokens: Vec<&[u8]> = line
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty())
+            .collect();
+        let Some((&name, args)) = tokens.split_first() else {
+            return Some(Frame::new(Command::Reply(reply::ERROR), consumed));
+        };
+        let command = match (name, args.len()) {
+            (b"get", 1..) => self.get(args),
+            (b"set", 4) => return self.set(args, buf, consumed),
+            (b"delete", 1..=2) => self.delete(args[0]),
+            (b"stats", 0) => Command::Stats,
+            (b"stats", _) => match args[0] {
+                b"queue" => Command::StatsQueue,
+                b"reset" => Command::StatsReset,
+                _ => Command::Reply(reply::ERROR),
+            },
+            (b"version", 0) => Command::Version,
+            (b"verbosity", 1) => Command::Verbosity,
+            (b"quit", 0) => Command::Quit,
+            (b"db_checkpoint", 0) => Command::Checkpoint,
+            (b"db_archive", 0) => Command::Archive,
+            _ => Command::Reply(reply::ERROR),
+        };
+        Some(Frame::new(command, consumed))
+    }
+
+    fn valid_key(&self, key: &[u8]) -> bool {
+        key.len() <= MAX_KEY_LEN && self.names.allows(key)
+    }
+
+    /// Every key is checked before anything runs, so a bad key late in the
+    /// line cannot leave earlier messages consumed and unanswered.
+    fn get(&self, keys: &[&[u8]]) -> Command {
+        if !keys.iter().all(|k| self.valid_key(k)) {
+            return Command::Reply(reply::BAD_FORMAT);
+        }
+        Command::Get {
+            queues: keys.iter().map(|k| k.to_vec()).collect(),
+        }
+    }
+
+    fn delete(&self, key: &[u8]) -> Command {
+        if !self.valid_key(key) {
+            return Command::Reply(reply::BAD_FORMAT);
+        }
+        Command::Delete {
+            queue: key.to_vec(),
+        }
+    }
+
+    /// `set <queue> <flags> <exptime> <bytes>`: `line_len` bytes of line,
+    /// then a data block of `<bytes>` and `\r\n`.
+    fn set(&self, args: &[&[u8]], buf: &[u8], line_len: usize) -> Option<Frame> {
+        let (key, flags, exptime, len) = (args[0], args[1], args[2], args[3]);
+        // Without a valid length the block's end is unknown: read nothing.
+        let Some(len) = numbers::data_len(len) else {
+            return Some(Frame::new(Command::Reply(reply::BAD_FORMAT), line_len));
+        };
+        let block = len + 2;
+        let refuse = |answer| {
+            Some(Frame {
+                command: Command::Reply(answer),
+                consumed: line_len,
+                discard: block,
+            })
+        };
+        let flags = numbers::flags(flags);
+        if !self.valid_key(key) || flags.is_none() || numbers::exptime(exptime).is_none() {
+            return refuse(reply::BAD_FORMAT);
+        }
+        let flags = flags.unwrap_or_default();
+        let len = len as usize;
+        let suffix = record::suffix(flags, len);
+        if record::encoded_len(key, &suffix, len) > self.record_len {
+            return refuse(reply::TOO_LARGE);
+        }
+        let end = line_len + len + 2;
+        if buf.len() < end {
+            return None;
+        }
+        let data = &buf[line_len..line_len + len];
+        if &buf[end - 2..end] != b"\r\n" {
+            return Some(Frame::new(Command::Reply(reply::BAD_CHUNK), end));
+        }
+        let mut rec = Vec::new();
+        record::encode(&mut rec, key, flags, data);
+        let command = Command::Set {
+            queue: key.to_vec(),
+            record: rec,
+        };
+        Some(Frame::new(command, end))
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parser() -> Parser {
+        Parser::new(NameRules::new(1024, 4096, 16384), 1024)
+    }
+
+    fn one(input: &[u8]) -> Frame {
+        parser().parse(input).expect("a complete frame")
+    }
+
+    #[test]
+    fn set_waits_for_its_block_then_encodes_the_record() {
+        assert_eq!(parser().parse(b"set jobs 0 0 3\r\nab"), None);
+        let f = one(b"set jobs 0 0 3\r\nabc\r\nget jobs\r\n");
+        assert_eq!(f.consumed, 21);
+        let Command::Set { queue, record } = f.command else {
+            panic!()
+        };
+        assert_eq!(queue, b"jobs");
+        assert_eq!(&record[8..], b"jobs\0 0 3\r\nabc\r\n");
+    }
+
+    #[test]
+    fn a_bad_chunk_consumes_the_block() {
+        let f = one(b"set q 0 0 3\r\nabcde\r\n");
+        assert_eq!(
+            (f.command, f.consumed),
+            (Command::Reply(reply::BAD_CHUNK), 18)
+        );
+    }
+
+    #[test]
+    fn refused_sets_discard_their_block_unless_the_length_is_bad() {
+        let f = one(b"set ../x 0 0 5\r\n");
+        assert_eq!(
+            (f.command, f.discard),
+            (Command::Reply(reply::BAD_FORMAT), 7)
+        );
+        let f = one(b"set q 0 0 2000\r\n");
+        assert_eq!(
+            (f.command, f.discard),
+            (Command::Reply(reply::TOO_LARGE), 2002)
+        );
+        let f = one(b"set q 0 0 -1\r\n");
+        assert_eq!(
+            (f.command, f.discard),
+            (Command::Reply(reply::BAD_FORMAT), 0)
+        );
+        let f = one(b"set q 4294967296 0 1\r\n");
+        assert_eq!(
+            (f.command, f.discard),
+            (Command::Reply(reply::BAD_FORMAT), 3)
+        );
+    }
+
+    #[test]
+    fn line_rules_of_the_original() {
+        assert_eq!(one(b"\r\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"stats\0queue\r\n").command, Command::Stats);
+        assert_eq!(one(b"stats  queue  x\r\n").command, Command::StatsQueue);
+        assert_eq!(one(b"set q 0 0\r\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"get\r\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(
+            one(b"delete q noreply\r\n").command,
+            Command::Delete {
+                queue: b"q".to_vec()
+            }
+        );
+        assert_eq!(one(b"gets q\r\n").command, Command::Reply(reply::ERROR));
+    }
+
+    #[test]
+    fn a_bad_key_anywhere_refuses_the_whole_get() {
+        let long = format!("get a {} b\r\n", "x".repeat(251));
+        assert_eq!(
+            one(long.as_bytes()).command,
+            Command::Reply(reply::BAD_FORMAT)
+        );
+        assert_eq!(
+            one(b"get a ../x b\r\n").command,
+            Command::Reply(reply::BAD_FORMAT)
+        );
+    }
+
+    #[test]
+    fn long_lines_are_refused() {
+        assert_eq!(parser().parse(&[b'a'; MAX_LINE]), None);
+        let f = one(&[b'a'; MAX_LINE + 1]);
+        assert_eq!(f.command, Command::ReplyAndClose(reply::LINE_TOO_LONG));
+        let mut get = b"get ".to_vec();
+        get.resize(MAX_LINE * 4, b'k');
+        assert_eq!(parser().parse(&get), None);
+    }
+}

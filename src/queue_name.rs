@@ -1,0 +1,98 @@
+//! Which queue names are safe to use as Berkeley DB file names in the home
+//! directory (SPEC.md section 4, items 1 and 2).
+//!
+//! The original used the raw name as a file name, so `../x` escaped the home
+//! and `queue.list` or `__db.001` collided with the environment's own files.
+
+/// Longest key the memcache protocol allows.
+pub const MAX_KEY_LEN: usize = 250;
+
+/// Longest file name Linux file systems accept.
+const MAX_FILE_NAME: usize = 255;
+
+/// The file-name rules for queue names under one storage configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct NameRules {
+    /// Longest name whose every extent file name (`__dbq.<name>.<n>`) fits
+    /// in a file name; a longer one would be created but never written
+    /// (the original's "ghost queues").
+    max_len: usize,
+}
+
+impl NameRules {
+    /// Rules for queues of `record_len`-byte records on `page_size`-byte
+    /// pages with `extent_pages` pages per extent file (0: no extents).
+    pub fn new(record_len: u32, page_size: u32, extent_pages: u32) -> NameRules {
+        if extent_pages == 0 {
+            return NameRules {
+                max_len: MAX_KEY_LEN,
+            };
+        }
+        // A lower bound on records per page (the page header and per-record
+        // flag byte fit in 64 bytes + 1 each), so the extent count is an upper
+        // bound over the whole 32-bit record-number space.
+        let per_page = ((page_size as u64).saturating_sub(64) / (record_len as u64 + 1)).max(1);
+        let last_extent = u32::MAX as u64 / (per_page * extent_pages as u64);
+        let digits = last_extent.to_string().len();
+        let fixed = "__dbq.".len() + ".".len() + digits;
+        NameRules {
+            max_len: MAX_KEY_LEN.min(MAX_FILE_NAME - fixed),
+        }
+    }
+
+    /// Whether `name` may name a queue.
+    pub fn allows(&self, name: &[u8]) -> bool {
+        !name.is_empty()
+            && name.len() <= self.max_len
+            && !name.iter().any(|&b| b == b'/' || b < 0x20 || b == 0x7f)
+            && name != b"."
+            && name != b".."
+            && !is_reserved(name)
+    }
+}
+
+/// Names of files Berkeley DB keeps in the environment home.
+fn is_reserved(name: &[u8]) -> bool {
+    let log_file = name.len() == "log.".len() + 10
+        && name.starts_with(b"log.")
+        && name[4..].iter().all(u8::is_ascii_digit);
+    name == b"queue.list" || name == b"DB_CONFIG" || name.starts_with(b"__db") || log_file
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_refused() {
+        let r = NameRules::new(1024, 4096, 16384);
+        for bad in [
+            &b"../x"[..],
+            b"a/b",
+            b"queue.list",
+            b"__db.001",
+            b"__dbq.jobs.0",
+            b"log.0000000001",
+            b".",
+            b"..",
+            b"a\tb",
+            b"",
+            b"DB_CONFIG",
+        ] {
+            assert!(!r.allows(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+        for good in [&b"jobs"[..], b"bin.q-1", b"log.x", b"..x", b"x.."] {
+            assert!(r.allows(good));
+        }
+    }
+
+    #[test]
+    fn names_too_long_for_extent_files_are_refused() {
+        let r = NameRules::new(1024, 4096, 16384);
+        assert!(r.allows(&[b'a'; 240]));
+        assert!(!r.allows(&[b'a'; 248]));
+        let no_extents = NameRules::new(1024, 4096, 0);
+        assert!(no_extents.allows(&[b'a'; 250]));
+        assert!(!no_extents.allows(&[b'a'; 251]));
+    }
+}

@@ -1,0 +1,149 @@
+//! One client connection: its buffers and where it stands in the protocol.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+
+use crate::protocol::{Command, Parser};
+
+/// Bytes asked of the socket per read call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What reading found.
+#[derive(Debug, PartialEq)]
+pub enum ReadState {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The input buffer is full; more may be waiting in the socket.
+    BufferFull,
+    /// The client closed its side.
+    Closed,
+}
+
+pub struct Connection {
+    pub stream: TcpStream,
+    /// Bytes received and not yet parsed start at `input[parsed..]`.
+    input: Vec<u8>,
+    parsed: usize,
+    /// Bytes of a refused data block still to be thrown away as they come.
+    discard: u64,
+    /// Replies not yet written start at `output[written..]`.
+    output: Vec<u8>,
+    written: usize,
+    /// Close once the output is written (`quit`, a fatal client error).
+    pub closing: bool,
+    /// The client closed its sending side.
+    pub peer_closed: bool,
+    /// Whether the poller is asked for writability.
+    pub wants_writable: bool,
+    /// Whether the connection is already in the reactor's ready list.
+    pub queued: bool,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            input: Vec::new(),
+            parsed: 0,
+            discard: 0,
+            output: Vec::new(),
+            written: 0,
+            closing: false,
+            peer_closed: false,
+            wants_writable: false,
+            queued: false,
+        }
+    }
+
+    fn unparsed(&self) -> usize {
+        self.input.len() - self.parsed
+    }
+
+    /// Reads until the socket is drained or `limit` unparsed bytes are
+    /// buffered; returns the bytes read and the state.
+    pub fn read(&mut self, limit: usize) -> io::Result<(usize, ReadState)> {
+        self.compact_input();
+        let mut total = 0;
+        while self.unparsed() < limit {
+            let len = self.input.len();
+            self.input.resize(len + READ_CHUNK, 0);
+            let result = self.stream.read(&mut self.input[len..]);
+            let n = *result.as_ref().unwrap_or(&0);
+            self.input.truncate(len + n);
+            match result {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    return Ok((total, ReadState::Closed));
+                }
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((total, ReadState::Drained))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((total, ReadState::BufferFull))
+    }
+
+    fn compact_input(&mut self) {
+        if self.parsed > 0 {
+            self.input.drain(..self.parsed);
+            self.parsed = 0;
+        }
+    }
+
+    /// The next complete command in the input, if any.
+    pub fn next_command(&mut self, parser: &Parser) -> Option<Command> {
+        if self.discard > 0 {
+            let n = self.discard.min(self.unparsed() as u64);
+            self.parsed += n as usize;
+            self.discard -= n;
+            if self.discard > 0 {
+                return None;
+            }
+        }
+        let frame = parser.parse(&self.input[self.parsed..])?;
+        self.parsed += frame.consumed;
+        self.discard = frame.discard;
+        Some(frame.command)
+    }
+
+    /// Whether unparsed bytes remain (a partial command, or more commands).
+    pub fn has_unparsed(&self) -> bool {
+        self.unparsed() > 0
+    }
+
+    pub fn queue_reply(&mut self, reply: &[u8]) {
+        self.output.extend_from_slice(reply);
+    }
+
+    /// Bytes of reply waiting to be written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    /// Writes as much pending output as the socket takes; returns the bytes
+    /// written.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        while self.written < self.output.len() {
+            match self.stream.write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,338 @@
+//! The event loop: one thread owns every socket. Each turn reads what
+//! arrived, parses it into commands, runs them all in one transaction with
+//! one commit (see `executor`), and only then writes the replies.
+
+use std::io;
+use std::time::Duration;
+
+use mio::net::{TcpListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+
+use super::connection::{Connection, ReadState};
+use super::executor::{Entry, Executor};
+use crate::protocol::{reply, Command, Parser, MAX_GET_LINE, MAX_LINE};
+use crate::stats::Stats;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Commands one connection may run per turn, so a pipelining client cannot
+/// starve the others; the rest wait for the next turn.
+const COMMANDS_PER_CONNECTION: usize = 256;
+/// Commands per turn: bounds one transaction's locks (the environment has
+/// 40000) and the latency of the turn.
+const COMMANDS_PER_TURN: usize = 4096;
+/// A connection whose unsent replies exceed this is not read until they
+/// drain (a client that sends but never reads).
+const OUTPUT_BACKLOG: usize = 1 << 20;
+
+/// What a connection needs after gathering its commands.
+enum Gathered {
+    /// Nothing until its socket reports again.
+    Done,
+    /// Another turn: input or parsed commands are left over.
+    Again,
+    /// Close it now.
+    Gone,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listener: TcpListener,
+    /// Receives a byte per stop signal.
+    signals: UnixStream,
+    /// Connection slots, indexed by token.
+    conns: Vec<Option<Connection>>,
+    /// Free slots in `conns`.
+    free: Vec<usize>,
+    /// Connections with input to read or parse in the next turn.
+    ready: Vec<usize>,
+    parser: Parser,
+    executor: Executor,
+    stats: Stats,
+    /// -c.
+    max_connections: usize,
+    /// Unparsed bytes a connection may hold: the longest possible frame
+    /// plus a read chunk.
+    read_limit: usize,
+    /// The turn's commands, reused between turns.
+    entries: Vec<Entry>,
+}
+
+impl Reactor {
+    pub fn new(
+        listener: TcpListener,
+        signals: UnixStream,
+        parser: Parser,
+        executor: Executor,
+        stats: Stats,
+        max_connections: usize,
+        record_len: usize,
+    ) -> io::Result<Reactor> {
+        let mut reactor = Reactor {
+            poll: Poll::new()?,
+            listener,
+            signals,
+            conns: Vec::new(),
+            free: Vec::new(),
+            ready: Vec::new(),
+            parser,
+            executor,
+            stats,
+            max_connections,
+            read_limit: MAX_GET_LINE.max(MAX_LINE + record_len) + 64 * 1024,
+            entries: Vec::new(),
+        };
+        let registry = reactor.poll.registry();
+        registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
+        registry.register(&mut reactor.signals, SIGNALS, Interest::READABLE)?;
+        Ok(reactor)
+    }
+
+    /// Serves until a stop signal arrives; the turn in progress finishes.
+    pub fn run(mut self) -> io::Result<Executor> {
+        let mut events = Events::with_capacity(1024);
+        let mut stopping = false;
+        while !stopping {
+            let timeout = (!self.ready.is_empty()).then_some(Duration::ZERO);
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => stopping = true,
+                    Token(i) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.mark_ready(i);
+                        }
+                        if event.is_writable() {
+                            self.write_ready(i);
+                        }
+                    }
+                }
+            }
+            self.turn();
+        }
+        log::info!("stop signal received, shutting down");
+        Ok(self.executor)
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Typically EMFILE: leave the rest in the backlog.
+                    log::error!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: mio::net::TcpStream) {
+        let mut conn = Connection::new(stream);
+        if self.stats.curr_connections as usize >= self.max_connections {
+            conn.queue_reply(reply::TOO_MANY_CONNECTIONS);
+            let _ = conn.flush();
+            log::warn!("refused a connection: -c {} reached", self.max_connections);
+            return;
+        }
+        let _ = conn.stream.set_nodelay(true);
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.stats.connection_structures += 1;
+            self.conns.len() - 1
+        });
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut conn.stream, Token(index), Interest::READABLE)
+        {
+            log::error!("registering a connection failed: {e}");
+            self.free.push(index);
+            return;
+        }
+        self.conns[index] = Some(conn);
+        self.stats.curr_connections += 1;
+        self.stats.total_connections += 1;
+        self.mark_ready(index);
+    }
+
+    fn mark_ready(&mut self, index: usize) {
+        if let Some(Some(conn)) = self.conns.get_mut(index) {
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push(index);
+            }
+        }
+    }
+
+    fn write_ready(&mut self, index: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(index) else {
+            return;
+        };
+        let was_backlogged = conn.pending_output() > OUTPUT_BACKLOG;
+        self.send(index);
+        if was_backlogged {
+            self.mark_ready(index);
+        }
+    }
+
+    /// One turn: gather commands from ready connections, run them in one
+    /// transaction, then send every reply.
+    fn turn(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for index in ready {
+            if let Some(Some(conn)) = self.conns.get_mut(index) {
+                conn.queued = false;
+            }
+            if self.entries.len() >= COMMANDS_PER_TURN {
+                self.mark_ready(index);
+                continue;
+            }
+            self.gather(index);
+        }
+        if self.entries.is_empty() {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        self.executor.run(&mut entries, &mut self.stats);
+        let mut touched = Vec::new();
+        for entry in entries.drain(..) {
+            let Some(Some(conn)) = self.conns.get_mut(entry.conn) else {
+                continue;
+            };
+            conn.queue_reply(&entry.reply);
+            if matches!(entry.command, Command::Quit | Command::ReplyAndClose(_)) {
+                conn.closing = true;
+            }
+            if touched.last() != Some(&entry.conn) {
+                touched.push(entry.conn);
+            }
+        }
+        self.entries = entries;
+        touched.dedup();
+        for index in touched {
+            self.send(index);
+        }
+    }
+
+    /// Reads a connection's input and turns it into commands of this turn.
+    fn gather(&mut self, index: usize) {
+        let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        let keep = self.gather_from(index, &mut conn);
+        self.conns[index] = Some(conn);
+        match keep {
+            Gathered::Done => {}
+            Gathered::Again => self.mark_ready(index),
+            Gathered::Gone => self.close(index),
+        }
+    }
+
+    fn gather_from(&mut self, index: usize, conn: &mut Connection) -> Gathered {
+        if conn.closing || conn.pending_output() > OUTPUT_BACKLOG {
+            return Gathered::Done;
+        }
+        let state = match conn.read(self.read_limit) {
+            Ok((n, state)) => {
+                self.stats.bytes_read += n as u64;
+                state
+            }
+            Err(e) => {
+                log::debug!("connection {index}: read failed: {e}");
+                return Gathered::Gone;
+            }
+        };
+        let mut count = 0;
+        while count < COMMANDS_PER_CONNECTION {
+            let Some(command) = conn.next_command(&self.parser) else {
+                break;
+            };
+            count += 1;
+            let closes = matches!(command, Command::Quit | Command::ReplyAndClose(_));
+            self.entries.push(Entry {
+                conn: index,
+                command,
+                reply: Vec::new(),
+            });
+            if closes {
+                conn.closing = true;
+                return Gathered::Done;
+            }
+        }
+        if state == ReadState::Closed {
+            // What a vanished client left unfinished is dropped; replies to
+            // what it finished are still sent.
+            if count == 0 && conn.pending_output() == 0 {
+                return Gathered::Gone;
+            }
+            conn.closing = true;
+            return Gathered::Done;
+        }
+        let more_to_parse = count == COMMANDS_PER_CONNECTION && conn.has_unparsed();
+        if more_to_parse || state == ReadState::BufferFull {
+            Gathered::Again
+        } else {
+            Gathered::Done
+        }
+    }
+
+    /// Writes pending replies; closes when done with a closing connection.
+    fn send(&mut self, index: usize) {
+        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        let flushed = conn.flush();
+        let pending = conn.pending_output() > 0;
+        let finished = !pending && conn.closing;
+        let mut interest = None;
+        if pending != conn.wants_writable {
+            conn.wants_writable = pending;
+            interest = Some(if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            });
+        }
+        let reregistered = match interest {
+            Some(i) => self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(index), i),
+            None => Ok(()),
+        };
+        match flushed {
+            Ok(n) => self.stats.bytes_written += n as u64,
+            Err(e) => {
+                log::debug!("connection {index}: write failed: {e}");
+                return self.close(index);
+            }
+        }
+        if finished {
+            self.close(index);
+        } else if let Err(e) = reregistered {
+            log::error!("connection {index}: reregister failed: {e}");
+            self.close(index);
+        }
+    }
+
+    fn close(&mut self, index: usize) {
+        if let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.stats.curr_connections -= 1;
+            self.free.push(index);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The general counters reported by `stats`, in the original's order.
+
+use std::io::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The version clients see in `version` and `stats`.
+pub const VERSION: &str = "0.2.1";
+
+/// Server-wide counters; owned by the reactor thread.
+#[derive(Debug)]
+pub struct Stats {
+    /// When the server started, for `uptime`.
+    started: Instant,
+    /// Open client connections.
+    pub curr_connections: u64,
+    /// Connections accepted since start.
+    pub total_connections: u64,
+    /// Connection slots ever allocated.
+    pub connection_structures: u64,
+    /// Keys asked for by `get`.
+    pub get_cmds: u64,
+    /// Messages returned by `get`.
+    pub get_hits: u64,
+    /// `set` commands whose data block arrived.
+    pub set_cmds: u64,
+    /// Messages stored.
+    pub set_hits: u64,
+    /// Bytes read from clients.
+    pub bytes_read: u64,
+    /// Bytes written to clients.
+    pub bytes_written: u64,
+    /// -t, reported as `threads`.
+    threads: u32,
+}
+
+impl Stats {
+    pub fn new(threads: u32) -> Stats {
+        Stats {
+            started: Instant::now(),
+            curr_connections: 0,
+            total_connections: 0,
+            connection_structures: 0,
+            get_cmds: 0,
+            get_hits: 0,
+            set_cmds: 0,
+            set_hits: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            threads,
+        }
+    }
+
+    /// `stats reset`: zero the traffic counters (connections stay counted).
+    pub fn reset(&mut self) {
+        self.total_connections = 0;
+        self.get_cmds = 0;
+        self.get_hits = 0;
+        self.set_cmds = 0;
+        self.set_hits = 0;
+        self.bytes_read = 0;
+        self.bytes_written = 0;
+    }
+
+    /// Appends the `stats` reply.
+    pub fn write_report(&self, out: &mut Vec<u8>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (user, system) = crate::os::cpu_times();
+        let lines: [(&str, String); 17] = [
+            ("pid", std::process::id().to_string()),
+            ("uptime", self.started.elapsed().as_secs().to_string()),
+            ("time", now.to_string()),
+            ("version", VERSION.to_string()),
+            ("pointer_size", (usize::BITS).to_string()),
+            ("rusage_user", user),
+            ("rusage_system", system),
+            ("curr_connections", self.curr_connections.to_string()),
+            ("total_connections", self.total_connections.to_string()),
+            (
+                "connection_structures",
+                self.connection_structures.to_string(),
+            ),
+            ("get_cmds", self.get_cmds.to_string()),
+            ("get_hits", self.get_hits.to_string()),
+            ("set_cmds", self.set_cmds.to_string()),
+            ("set_hits", self.set_hits.to_string()),
+            ("bytes_read", self.bytes_read.to_string()),
+            ("bytes_written", self.bytes_written.to_string()),
+            ("threads", self.threads.to_string()),
+        ];
+        for (name, value) in lines {
+            let _ = write!(out, "STAT {name} {value}\r\n");
+        }
+        out.extend_from_slice(b"END\r\n");
+    }
+}

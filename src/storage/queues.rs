@@ -1,0 +1,236 @@
+//! The set of queues: one DB_QUEUE database each, named in `queue.list`
+//! with their set and get counters.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::bdb::{self, Database, Env, EnvConfig, QueueFormat, Txn};
+use crate::queue_name::NameRules;
+
+/// The file holding every queue's name and counters.
+const QUEUE_LIST: &[u8] = b"queue.list";
+
+/// A queue's lifetime counters, as kept in `queue.list`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages stored.
+    pub set: i64,
+    /// Messages taken off.
+    pub get: i64,
+}
+
+impl Counts {
+    /// The 16-byte `queue.list` value: set then get, little-endian i64.
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.set.to_le_bytes());
+        out[8..].copy_from_slice(&self.get.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Counts> {
+        let set = bytes.get(..8)?.try_into().ok()?;
+        let get = bytes.get(8..16)?.try_into().ok()?;
+        Some(Counts {
+            set: i64::from_le_bytes(set),
+            get: i64::from_le_bytes(get),
+        })
+    }
+}
+
+/// The `queue.list` key: the name and a NUL byte.
+fn list_key(name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1);
+    key.extend_from_slice(name);
+    key.push(0);
+    key
+}
+
+struct Queue {
+    /// The open DB_QUEUE database.
+    db: Database,
+    /// Its record length, which may differ from -B for older queues.
+    record_len: usize,
+    /// Counters as last committed.
+    counts: Counts,
+}
+
+/// Every queue of one environment. Owned by the reactor thread.
+pub struct QueueStore {
+    env: Env,
+    /// `queue.list`.
+    list: Database,
+    /// Open queues by name, in `queue.list` (byte) order.
+    queues: BTreeMap<Vec<u8>, Queue>,
+    /// The format of queues created from now on.
+    format: QueueFormat,
+}
+
+impl QueueStore {
+    /// Opens the environment in `home` and every queue `queue.list` names.
+    pub fn open(
+        home: &Path,
+        env_config: &EnvConfig,
+        format: QueueFormat,
+        names: NameRules,
+    ) -> bdb::Result<QueueStore> {
+        let env = Env::open(home, env_config)?;
+        let list = Database::open_btree(&env, QUEUE_LIST)?;
+        let mut store = QueueStore {
+            env,
+            list,
+            queues: BTreeMap::new(),
+            format,
+        };
+        let mut entries = Vec::new();
+        let mut cursor = store.list.cursor()?;
+        while let Some((key, value)) = cursor.next()? {
+            entries.push((key, value));
+        }
+        drop(cursor);
+        for (key, value) in entries {
+            let name = key.strip_suffix(&[0]).unwrap_or(&key).to_vec();
+            if !names.allows(&name) {
+                log::warn!(
+                    "queue.list names {:?}, which is not a safe file name; leaving it alone",
+                    String::from_utf8_lossy(&name)
+                );
+                continue;
+            }
+            let counts = Counts::decode(&value).unwrap_or_default();
+            let db = Database::open_queue(&store.env, None, &name, format, true)?;
+            let record_len = db.record_len()? as usize;
+            store.queues.insert(
+                name,
+                Queue {
+                    db,
+                    record_len,
+                    counts,
+                },
+            );
+        }
+        log::info!(
+            "opened {} queue(s) in {}",
+            store.queues.len(),
+            home.display()
+        );
+        Ok(store)
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.queues.contains_key(name)
+    }
+
+    /// Every queue with its committed counters, in name order.
+    pub fn counts(&self) -> impl Iterator<Item = (&[u8], Counts)> {
+        self.queues.iter().map(|(n, q)| (n.as_slice(), q.counts))
+    }
+
+    /// Creates a queue: its database and its `queue.list` entry commit
+    /// together or not at all.
+    pub fn create(&mut self, name: &[u8]) -> bdb::Result<()> {
+        let txn = self.env.begin()?;
+        let created = Database::open_queue(&self.env, Some(&txn), name, self.format, true)
+            .and_then(|db| {
+                self.list
+                    .put(&txn, &list_key(name), &Counts::default().encode())?;
+                Ok(db)
+            });
+        // The handle is closed (dropped) only after the transaction ends.
+        let db = match created {
+            Ok(db) => db,
+            Err(e) => {
+                txn.abort()?;
+                return Err(e);
+            }
+        };
+        txn.commit()?;
+        let record_len = db.record_len()? as usize;
+        self.queues.insert(
+            name.to_vec(),
+            Queue {
+                db,
+                record_len,
+                counts: Counts::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a queue, its messages and its `queue.list` entry in one
+    /// transaction; `Ok(false)` when there is no such queue.
+    pub fn delete(&mut self, name: &[u8]) -> bdb::Result<bool> {
+        let Some(queue) = self.queues.remove(name) else {
+            return Ok(false);
+        };
+        let counts = queue.counts;
+        // Berkeley DB removes a database only once every handle is closed.
+        drop(queue);
+        let result = self.env.begin().and_then(|txn| {
+            self.env.remove_database(&txn, name)?;
+            self.list.delete(&txn, &list_key(name))?;
+            txn.commit()
+        });
+        if let Err(e) = result {
+            let db = Database::open_queue(&self.env, None, name, self.format, false)?;
+            let record_len = db.record_len()? as usize;
+            self.queues.insert(
+                name.to_vec(),
+                Queue {
+                    db,
+                    record_len,
+                    counts,
+                },
+            );
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Appends a record in `txn`; `Ok(false)` when the queue's records are
+    /// too short for it. The queue must exist.
+    pub fn append(&self, txn: &Txn<'_>, name: &[u8], record: &[u8]) -> bdb::Result<bool> {
+        let queue = self.queue(name)?;
+        if record.len() > queue.record_len {
+            return Ok(false);
+        }
+        queue.db.append(txn, record)?;
+        Ok(true)
+    }
+
+    /// Takes the oldest record of `name` off in `txn` into `buf`;
+    /// `Ok(false)` when the queue is missing or empty.
+    pub fn consume(&self, txn: &Txn<'_>, name: &[u8], buf: &mut Vec<u8>) -> bdb::Result<bool> {
+        let Some(queue) = self.queues.get(name) else {
+            return Ok(false);
+        };
+        buf.resize(queue.record_len, 0);
+        queue.db.consume(txn, buf)
+    }
+
+    /// Writes `name`'s counters plus `delta` into `queue.list` in `txn`.
+    pub fn save_counts(&self, txn: &Txn<'_>, name: &[u8], delta: Counts) -> bdb::Result<()> {
+        let c = self.queue(name)?.counts;
+        let total = Counts {
+            set: c.set + delta.set,
+            get: c.get + delta.get,
+        };
+        self.list.put(txn, &list_key(name), &total.encode())
+    }
+
+    /// Adds a committed `delta` to the in-memory counters.
+    pub fn add_counts(&mut self, name: &[u8], delta: Counts) {
+        if let Some(q) = self.queues.get_mut(name) {
+            q.counts.set += delta.set;
+            q.counts.get += delta.get;
+        }
+    }
+
+    fn queue(&self, name: &[u8]) -> bdb::Result<&Queue> {
+        self.queues.get(name).ok_or(bdb::Error::Other(libc::ENOENT))
+    }
+}
