@@ -133,6 +133,13 @@ impl Env {
         check(unsafe { method!(self.as_ptr(), txn_checkpoint, 0, 0, 0) })
     }
 
+    /// Writes and flushes the whole log to disk: every transaction committed
+    /// before the call is durable when it returns.
+    pub fn flush_log(&self) -> Result<()> {
+        // SAFETY: a live environment; a NULL LSN means the whole log.
+        check(unsafe { method!(self.as_ptr(), log_flush, ptr::null()) })
+    }
+
     /// Writes dirty cache pages until `percent` of the cache is clean;
     /// returns how many pages were written.
     pub fn trickle(&self, percent: i32) -> Result<i32> {

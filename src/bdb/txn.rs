@@ -29,11 +29,21 @@ impl<'env> Txn<'env> {
     }
 
     /// Commits, flushing the log unless the environment is in no-sync mode.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.finish_commit(0)
+    }
+
+    /// Commits without flushing the log: the commit is durable only once
+    /// [`Env::flush_log`] has run after it.
+    pub fn commit_no_flush(self) -> Result<()> {
+        self.finish_commit(sys::DB_TXN_NOSYNC)
+    }
+
+    fn finish_commit(mut self, flags: u32) -> Result<()> {
         let ptr = self.ptr.take().expect("live transaction");
         // SAFETY: `ptr` is a live transaction; commit frees it whatever the
         // result, and `take` makes sure it is never used again.
-        check(unsafe { method!(ptr.as_ptr(), commit, 0) })
+        check(unsafe { method!(ptr.as_ptr(), commit, flags) })
     }
 
     /// Aborts, undoing everything done in the transaction.

@@ -22,9 +22,12 @@ pub enum ReadState {
 
 pub struct Connection {
     pub stream: TcpStream,
-    /// Bytes received and not yet parsed start at `input[parsed..]`.
+    /// Bytes received and not yet parsed are `input[parsed..filled]`; the
+    /// rest of `input` is zeroed room for the next read, kept so that reads
+    /// do not clear memory each time.
     input: Vec<u8>,
     parsed: usize,
+    filled: usize,
     /// Bytes of a refused data block still to be thrown away as they come.
     discard: u64,
     /// Replies not yet written start at `output[written..]`.
@@ -46,6 +49,7 @@ impl Connection {
             stream,
             input: Vec::new(),
             parsed: 0,
+            filled: 0,
             discard: 0,
             output: Vec::new(),
             written: 0,
@@ -57,7 +61,7 @@ impl Connection {
     }
 
     fn unparsed(&self) -> usize {
-        self.input.len() - self.parsed
+        self.filled - self.parsed
     }
 
     /// Reads until the socket is drained or `limit` unparsed bytes are
@@ -66,11 +70,13 @@ impl Connection {
         self.compact_input();
         let mut total = 0;
         while self.unparsed() < limit {
-            let len = self.input.len();
-            self.input.resize(len + READ_CHUNK, 0);
-            let result = self.stream.read(&mut self.input[len..]);
-            let n = *result.as_ref().unwrap_or(&0);
-            self.input.truncate(len + n);
+            if self.input.len() - self.filled < READ_CHUNK {
+                self.input.resize(self.filled + READ_CHUNK, 0);
+            }
+            let result = self.stream.read(&mut self.input[self.filled..]);
+            if let Ok(n) = result {
+                self.filled += n;
+            }
             match result {
                 Ok(0) => {
                     self.peer_closed = true;
@@ -89,7 +95,8 @@ impl Connection {
 
     fn compact_input(&mut self) {
         if self.parsed > 0 {
-            self.input.drain(..self.parsed);
+            self.input.copy_within(self.parsed..self.filled, 0);
+            self.filled -= self.parsed;
             self.parsed = 0;
         }
     }
@@ -104,7 +111,7 @@ impl Connection {
                 return None;
             }
         }
-        let frame = parser.parse(&self.input[self.parsed..])?;
+        let frame = parser.parse(&self.input[self.parsed..self.filled])?;
         self.parsed += frame.consumed;
         self.discard = frame.discard;
         Some(frame.command)

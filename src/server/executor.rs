@@ -50,14 +50,18 @@ pub struct Executor {
     record: Vec<u8>,
     /// -Z: `stats queue` lists names only, as MemcacheQ 0.1.x did.
     names_only_stats: bool,
+    /// Commit turns without flushing the log; the log flusher makes them
+    /// durable before their replies are sent.
+    deferred_flush: bool,
 }
 
 impl Executor {
-    pub fn new(store: QueueStore, names_only_stats: bool) -> Executor {
+    pub fn new(store: QueueStore, names_only_stats: bool, deferred_flush: bool) -> Executor {
         Executor {
             store,
             record: Vec::new(),
             names_only_stats,
+            deferred_flush,
         }
     }
 
@@ -186,7 +190,12 @@ impl Executor {
                 }
             })?;
         }
-        txn.commit().map_err(Stop::Txn)
+        let committed = if self.deferred_flush {
+            txn.commit_no_flush()
+        } else {
+            txn.commit()
+        };
+        committed.map_err(Stop::Txn)
     }
 
     fn set(

@@ -3,6 +3,7 @@
 
 mod connection;
 mod executor;
+mod log_flusher;
 mod reactor;
 
 use std::fs::DirBuilder;
@@ -113,10 +114,11 @@ pub fn run(config: Config) -> Result<(), String> {
         mio::net::TcpListener::from_std(listener),
         mio::net::UnixStream::from_std(signals),
         Parser::new(names, config.record_len),
-        Executor::new(store, config.names_only_stats),
+        Executor::new(store, config.names_only_stats, !config.nosync),
         Stats::new(config.threads),
         config.max_connections,
         config.record_len as usize,
+        config.nosync,
     )
     .map_err(|e| format!("can't start the event loop: {e}"))?;
     log::info!("listening on {addr}, home {}", config.home.display());

@@ -2,19 +2,22 @@
 //! arrived, parses it into commands, runs them all in one transaction with
 //! one commit (see `executor`), and only then writes the replies.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
 use mio::net::{TcpListener, UnixStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, ReadState};
 use super::executor::{Entry, Executor};
+use super::log_flusher::LogFlusher;
 use crate::protocol::{reply, Command, Parser, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+const FLUSHED: Token = Token(usize::MAX - 3);
 
 /// Commands one connection may run per turn, so a pipelining client cannot
 /// starve the others; the rest wait for the next turn.
@@ -61,6 +64,13 @@ pub struct Reactor {
     read_limit: usize,
     /// The turn's commands, reused between turns.
     entries: Vec<Entry>,
+    /// Makes committed turns durable; `None` with -N, where a commit is
+    /// all there is and replies go out at once.
+    flusher: Option<LogFlusher>,
+    /// Number of the newest committed turn.
+    generation: u64,
+    /// Committed turns whose replies wait for the log flush, oldest first.
+    held: VecDeque<(u64, Vec<Entry>)>,
 }
 
 impl Reactor {
@@ -72,9 +82,17 @@ impl Reactor {
         stats: Stats,
         max_connections: usize,
         record_len: usize,
+        nosync: bool,
     ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let flusher = if nosync {
+            None
+        } else {
+            let waker = Waker::new(poll.registry(), FLUSHED)?;
+            Some(LogFlusher::start(executor.store().env().clone(), waker)?)
+        };
         let mut reactor = Reactor {
-            poll: Poll::new()?,
+            poll,
             listener,
             signals,
             conns: Vec::new(),
@@ -86,6 +104,9 @@ impl Reactor {
             max_connections,
             read_limit: MAX_GET_LINE.max(MAX_LINE + record_len) + 64 * 1024,
             entries: Vec::new(),
+            flusher,
+            generation: 0,
+            held: VecDeque::new(),
         };
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
@@ -108,6 +129,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => stopping = true,
+                    FLUSHED => self.release_durable(),
                     Token(i) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(i);
@@ -121,6 +143,11 @@ impl Reactor {
             self.turn();
         }
         log::info!("stop signal received, shutting down");
+        if let Some(flusher) = &self.flusher {
+            flusher.wait_durable(self.generation);
+        }
+        self.release_durable();
+        self.flusher = None;
         Ok(self.executor)
     }
 
@@ -207,6 +234,28 @@ impl Reactor {
         }
         let mut entries = std::mem::take(&mut self.entries);
         self.executor.run(&mut entries, &mut self.stats);
+        match &self.flusher {
+            Some(flusher) => {
+                self.generation += 1;
+                flusher.committed(self.generation);
+                self.held.push_back((self.generation, entries));
+            }
+            None => self.deliver(entries),
+        }
+    }
+
+    /// Sends the replies of every turn the log flusher made durable.
+    fn release_durable(&mut self) {
+        let durable = self.flusher.as_ref().map_or(u64::MAX, LogFlusher::durable);
+        while self.held.front().is_some_and(|(g, _)| *g <= durable) {
+            if let Some((_, entries)) = self.held.pop_front() {
+                self.deliver(entries);
+            }
+        }
+    }
+
+    /// Queues a committed turn's replies and writes them.
+    fn deliver(&mut self, mut entries: Vec<Entry>) {
         let mut touched = Vec::new();
         for entry in entries.drain(..) {
             let Some(Some(conn)) = self.conns.get_mut(entry.conn) else {
@@ -220,8 +269,9 @@ impl Reactor {
                 touched.push(entry.conn);
             }
         }
-        self.entries = entries;
-        touched.dedup();
+        if self.entries.capacity() == 0 {
+            self.entries = entries;
+        }
         for index in touched {
             self.send(index);
         }

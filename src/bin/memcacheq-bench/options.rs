@@ -1,0 +1,339 @@
+//! Command-line options and their checks.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use getopts::Options;
+
+/// MemcacheQ's default port.
+const DEFAULT_PORT: u16 = 22201;
+/// Measurement time when neither `--duration` nor `--requests` is given.
+const DEFAULT_DURATION: f64 = 10.0;
+/// Time limit of a `--requests` run without `--duration`: the run must stop
+/// by itself even when the server stalls.
+const REQUESTS_TIME_LIMIT: f64 = 600.0;
+/// One thread per connection: keep that within reason.
+const MAX_CONNECTIONS: usize = 1024;
+/// Larger values would not be a queue message any more.
+const MAX_VALUE_SIZE: usize = 1 << 20;
+/// The protocol's key length limit.
+const MAX_KEY_LEN: usize = 250;
+/// A day; longer runs are surely a typo.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Which requests each connection sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    /// `set` then `get` on the same queue, over and over.
+    SetGet,
+    /// Only `set`: queues grow.
+    Set,
+    /// Only `get`: drains queues, then measures empty replies.
+    Get,
+}
+
+impl Mix {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::SetGet => "set-get",
+            Mix::Set => "set",
+            Mix::Get => "get",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Mix> {
+        [Mix::SetGet, Mix::Set, Mix::Get]
+            .into_iter()
+            .find(|mix| mix.name() == text)
+    }
+}
+
+/// Everything a run needs to know.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The server under test: always a loopback address.
+    pub addr: SocketAddr,
+    /// How many connections, each with its own thread and one request in
+    /// flight (a closed loop).
+    pub connections: usize,
+    /// Unmeasured time before measuring, to fill caches and queues.
+    pub warmup: Duration,
+    /// Measured time; with `requests` an upper bound.
+    pub duration: Duration,
+    /// Measured requests over all connections, if the run is bounded by
+    /// count rather than only by time.
+    pub requests: Option<u64>,
+    /// Bytes of data in each `set`.
+    pub value_size: usize,
+    /// How many queue names the connections spread over.
+    pub queues: usize,
+    /// Queue names are this followed by a number.
+    pub queue_prefix: String,
+    pub mix: Mix,
+    /// Longest wait for a connect, a write or a reply.
+    pub timeout: Duration,
+    /// Print a JSON line after the text line.
+    pub json: bool,
+}
+
+/// What the command line asks for.
+pub enum Parsed {
+    Run(Config),
+    /// `--help`: the usage text to print.
+    Help(String),
+}
+
+fn options() -> Options {
+    let mut opts = Options::new();
+    opts.optopt(
+        "",
+        "host",
+        "loopback address of the server (127.0.0.1); localhost means 127.0.0.1",
+        "ADDR",
+    );
+    opts.optopt("p", "port", "server port (22201)", "PORT");
+    opts.optopt(
+        "c",
+        "connections",
+        "concurrent connections, one thread each (1)",
+        "N",
+    );
+    opts.optopt(
+        "d",
+        "duration",
+        "measured seconds (10); with --requests a time limit (600)",
+        "SECS",
+    );
+    opts.optopt(
+        "n",
+        "requests",
+        "stop after N measured requests over all connections",
+        "N",
+    );
+    opts.optopt(
+        "w",
+        "warmup",
+        "unmeasured seconds before measuring (1)",
+        "SECS",
+    );
+    opts.optopt("s", "value-size", "bytes of data per set (100)", "BYTES");
+    opts.optopt(
+        "q",
+        "queues",
+        "queue names to spread over (default: one per connection)",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "queue-prefix",
+        "queue names are PREFIX0, PREFIX1, ... (bench)",
+        "PREFIX",
+    );
+    opts.optopt(
+        "m",
+        "mix",
+        "set-get (alternate set and get on a queue), set or get (set-get)",
+        "MIX",
+    );
+    opts.optopt(
+        "t",
+        "timeout",
+        "seconds to wait for a connect or a reply before counting an error (5)",
+        "SECS",
+    );
+    opts.optflag("j", "json", "also print the result as one JSON line");
+    opts.optflag("h", "help", "print this help");
+    opts
+}
+
+fn usage(opts: &Options) -> String {
+    let brief = "Usage: memcacheq-bench [options]\n\n\
+        Closed-loop load for a MemcacheQ (or memcached) server over the \
+        memcache text protocol.\nPrints one line of key=value results; exits \
+        1 if any request failed or none succeeded.";
+    opts.usage(brief)
+}
+
+/// Parses `args` (without the program name).
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let opts = options();
+    let matches = opts.parse(args).map_err(|e| e.to_string())?;
+    if matches.opt_present("help") {
+        return Ok(Parsed::Help(usage(&opts)));
+    }
+    if let Some(extra) = matches.free.first() {
+        return Err(format!("unexpected argument {extra:?}"));
+    }
+
+    let host = matches.opt_str("host");
+    let ip = loopback(host.as_deref().unwrap_or("127.0.0.1"))?;
+    let port = number(matches.opt_str("port"), "--port", DEFAULT_PORT)?;
+    if port == 0 {
+        return Err("--port must not be 0".into());
+    }
+
+    let connections = number(matches.opt_str("connections"), "--connections", 1usize)?;
+    if !(1..=MAX_CONNECTIONS).contains(&connections) {
+        return Err(format!("--connections must be 1..={MAX_CONNECTIONS}"));
+    }
+
+    let requests = match matches.opt_str("requests") {
+        None => None,
+        Some(text) => Some(number(Some(text), "--requests", 0u64)?),
+    };
+    if requests == Some(0) {
+        return Err("--requests must be at least 1".into());
+    }
+    let default_duration = if requests.is_some() {
+        REQUESTS_TIME_LIMIT
+    } else {
+        DEFAULT_DURATION
+    };
+    let duration = seconds(matches.opt_str("duration"), "--duration", default_duration)?;
+    if duration.is_zero() {
+        return Err("--duration must be more than 0".into());
+    }
+    let warmup = seconds(matches.opt_str("warmup"), "--warmup", 1.0)?;
+    let timeout = seconds(matches.opt_str("timeout"), "--timeout", 5.0)?;
+    if timeout < Duration::from_millis(1) {
+        return Err("--timeout must be at least 0.001".into());
+    }
+
+    let value_size = number(matches.opt_str("value-size"), "--value-size", 100usize)?;
+    if value_size > MAX_VALUE_SIZE {
+        return Err(format!("--value-size must be at most {MAX_VALUE_SIZE}"));
+    }
+
+    let queues = number(matches.opt_str("queues"), "--queues", connections)?;
+    if queues == 0 {
+        return Err("--queues must be at least 1".into());
+    }
+    let queue_prefix = matches
+        .opt_str("queue-prefix")
+        .unwrap_or_else(|| "bench".into());
+    check_prefix(&queue_prefix, queues)?;
+
+    let mix = match matches.opt_str("mix") {
+        None => Mix::SetGet,
+        Some(text) => Mix::parse(&text)
+            .ok_or_else(|| format!("--mix must be set-get, set or get, not {text:?}"))?,
+    };
+
+    Ok(Parsed::Run(Config {
+        addr: SocketAddr::new(ip, port),
+        connections,
+        warmup,
+        duration,
+        requests,
+        value_size,
+        queues,
+        queue_prefix,
+        mix,
+        timeout,
+        json: matches.opt_present("json"),
+    }))
+}
+
+/// The benchmark only ever talks to this machine.
+fn loopback(host: &str) -> Result<IpAddr, String> {
+    if host == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let text = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| format!("--host must be a loopback IP address, not {host:?}"))?;
+    if !ip.is_loopback() {
+        return Err(format!(
+            "--host {host} is not a loopback address; this tool only loads the local machine"
+        ));
+    }
+    Ok(ip)
+}
+
+fn number<T: std::str::FromStr>(text: Option<String>, name: &str, default: T) -> Result<T, String> {
+    match text {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("{name} needs a whole number, not {text:?}")),
+    }
+}
+
+fn seconds(text: Option<String>, name: &str, default: f64) -> Result<Duration, String> {
+    let value = match text {
+        None => default,
+        Some(text) => text
+            .parse::<f64>()
+            .map_err(|_| format!("{name} needs a number of seconds, not {text:?}"))?,
+    };
+    if !(0.0..=MAX_SECONDS).contains(&value) {
+        return Err(format!("{name} must be 0..={MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Every queue name must be a valid key that MemcacheQ accepts as a file
+/// name: printable, no space or slash, at most 250 bytes.
+fn check_prefix(prefix: &str, queues: usize) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("--queue-prefix must not be empty".into());
+    }
+    if !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
+        return Err("--queue-prefix must be printable ASCII without space or '/'".into());
+    }
+    let longest = prefix.len() + (queues - 1).to_string().len();
+    if longest > MAX_KEY_LEN {
+        return Err(format!("queue names would exceed {MAX_KEY_LEN} bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args)? {
+            Parsed::Run(config) => Ok(config),
+            Parsed::Help(_) => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:22201".parse().unwrap());
+        assert_eq!((c.connections, c.queues, c.value_size), (1, 1, 100));
+        assert_eq!(c.duration, Duration::from_secs(10));
+        assert_eq!(c.mix, Mix::SetGet);
+        let c = run(&["-c", "16", "--requests", "100"]).unwrap();
+        assert_eq!((c.queues, c.requests), (16, Some(100)));
+        assert_eq!(c.duration, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn only_loopback() {
+        assert!(run(&["--host", "10.0.0.1"]).is_err());
+        assert!(run(&["--host", "example.com"]).is_err());
+        assert!(run(&["--host", "::1"]).is_ok());
+        assert!(run(&["--host", "127.0.0.2"]).is_ok());
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        for args in [
+            &["-c", "0"][..],
+            &["--duration", "0"],
+            &["--duration", "-1"],
+            &["--mix", "get-set"],
+            &["--queue-prefix", "a/b"],
+            &["--queues", "0"],
+            &["--requests", "0"],
+            &["stray"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+}
