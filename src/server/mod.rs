@@ -116,9 +116,7 @@ pub fn run(config: Config) -> Result<(), String> {
         Parser::new(names, config.record_len),
         Executor::new(store, config.names_only_stats, !config.nosync),
         Stats::new(config.threads),
-        config.max_connections,
-        config.record_len as usize,
-        config.nosync,
+        &config,
     )
     .map_err(|e| format!("can't start the event loop: {e}"))?;
     log::info!("listening on {addr}, home {}", config.home.display());

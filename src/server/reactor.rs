@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::connection::{Connection, ReadState};
 use super::executor::{Entry, Executor};
 use super::log_flusher::LogFlusher;
+use crate::config::Config;
 use crate::protocol::{reply, Command, Parser, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
@@ -80,12 +81,10 @@ impl Reactor {
         parser: Parser,
         executor: Executor,
         stats: Stats,
-        max_connections: usize,
-        record_len: usize,
-        nosync: bool,
+        config: &Config,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let flusher = if nosync {
+        let flusher = if config.nosync {
             None
         } else {
             let waker = Waker::new(poll.registry(), FLUSHED)?;
@@ -101,8 +100,8 @@ impl Reactor {
             parser,
             executor,
             stats,
-            max_connections,
-            read_limit: MAX_GET_LINE.max(MAX_LINE + record_len) + 64 * 1024,
+            max_connections: config.max_connections,
+            read_limit: MAX_GET_LINE.max(MAX_LINE + config.record_len as usize) + 64 * 1024,
             entries: Vec::new(),
             flusher,
             generation: 0,
