@@ -21,6 +21,9 @@ pub enum Command {
     Checkpoint,
     /// `db_archive`: remove log files no longer needed.
     Archive,
+    /// A `set` whose data block arrived without its `\r\n`: counted as a
+    /// set command, answered `CLIENT_ERROR bad data chunk`.
+    BadDataChunk,
     /// `quit`: close the connection without a reply.
     Quit,
     /// A request answered by a fixed reply without touching storage.

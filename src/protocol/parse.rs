@@ -152,7 +152,7 @@ impl Parser {
         }
         let data = &buf[line_len..line_len + len];
         if &buf[end - 2..end] != b"\r\n" {
-            return Some(Frame::new(Command::Reply(reply::BAD_CHUNK), end));
+            return Some(Frame::new(Command::BadDataChunk, end));
         }
         let mut rec = Vec::new();
         record::encode(&mut rec, key, flags, data);
@@ -195,10 +195,7 @@ mod tests {
     #[test]
     fn a_bad_chunk_consumes_the_block() {
         let f = one(b"set q 0 0 3\r\nabcde\r\n");
-        assert_eq!(
-            (f.command, f.consumed),
-            (Command::Reply(reply::BAD_CHUNK), 18)
-        );
+        assert_eq!((f.command, f.consumed), (Command::BadDataChunk, 18));
     }
 
     #[test]

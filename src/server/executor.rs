@@ -171,6 +171,9 @@ impl Executor {
                     }
                 }
                 other => {
+                    if *other == Command::BadDataChunk {
+                        pending.set_cmds += 1;
+                    }
                     fixed_reply(other, &mut e.reply);
                     Ok(())
                 }
@@ -303,6 +306,7 @@ fn fixed_reply(command: &Command, out: &mut Vec<u8>) {
     match command {
         Command::Version => out.extend_from_slice(format!("VERSION {VERSION}\r\n").as_bytes()),
         Command::Verbosity => out.extend_from_slice(reply::OK),
+        Command::BadDataChunk => out.extend_from_slice(reply::BAD_CHUNK),
         Command::Reply(text) | Command::ReplyAndClose(text) => out.extend_from_slice(text),
         _ => {}
     }
