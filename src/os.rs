@@ -110,3 +110,88 @@ pub fn cpu_times() -> (String, String) {
     let fmt = |t: libc::timeval| format!("{}.{:06}", t.tv_sec, t.tv_usec);
     (fmt(usage.ru_utime), fmt(usage.ru_stime))
 }
+
+/// Raises the core-file size limit as far as allowed (-r); fails when the
+/// soft limit is still 0 afterwards, since no core could be written.
+pub fn raise_core_limit() -> io::Result<()> {
+    // SAFETY: getrlimit/setrlimit on a zeroed struct of the right type.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_CORE, &limit);
+        }
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur == 0 {
+            return Err(io::Error::other("the core-file size limit stays at 0"));
+        }
+    }
+    Ok(())
+}
+
+/// Held by a daemon child until it serves; tells the waiting parent.
+pub struct DaemonReady(UnixStream);
+
+impl DaemonReady {
+    /// Lets the parent exit 0, then detaches standard streams from the
+    /// terminal unless `keep_stdio` (-v).
+    pub fn serving(mut self, keep_stdio: bool) -> io::Result<()> {
+        use std::io::Write;
+        self.0.write_all(b"1")?;
+        if !keep_stdio {
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+            for target in [0, 1, 2] {
+                // SAFETY: dup2 onto the standard descriptors; `null` stays
+                // open for the call.
+                if unsafe { libc::dup2(fd, target) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Forks (-d). The parent waits until the child calls
+/// [`DaemonReady::serving`], then exits 0, or exits 1 when the child dies
+/// first (its error went to the shared stderr). The child starts a new
+/// session and goes on. Must be called before any thread is started.
+pub fn daemonize() -> io::Result<DaemonReady> {
+    use std::io::Read;
+    let (mut parent_end, child_end) = UnixStream::pair()?;
+    // SAFETY: the process is single-threaded here, so the child is a
+    // complete copy.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            drop(parent_end);
+            // SAFETY: setsid has no memory-safety preconditions.
+            if unsafe { libc::setsid() } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(DaemonReady(child_end))
+        }
+        _ => {
+            drop(child_end);
+            let mut byte = [0u8; 1];
+            let code = match parent_end.read(&mut byte) {
+                Ok(1) if byte[0] == b'1' => 0,
+                _ => 1,
+            };
+            std::process::exit(code)
+        }
+    }
+}

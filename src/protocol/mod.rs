@@ -6,6 +6,7 @@ mod command;
 mod numbers;
 mod parse;
 pub mod reply;
+pub mod udp;
 
 pub use command::Command;
 pub use parse::{Frame, Parser, MAX_GET_LINE, MAX_LINE};

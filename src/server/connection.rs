@@ -2,8 +2,7 @@
 
 use std::io::{self, Read, Write};
 
-use mio::net::TcpStream;
-
+use super::socket::Stream;
 use crate::protocol::{Command, Parser};
 
 /// Bytes asked of the socket per read call.
@@ -21,7 +20,7 @@ pub enum ReadState {
 }
 
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes received and not yet parsed are `input[parsed..filled]`; the
     /// rest of `input` is zeroed room for the next read, kept so that reads
     /// do not clear memory each time.
@@ -44,7 +43,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Connection {
+    pub fn new(stream: Stream) -> Connection {
         Connection {
             stream,
             input: Vec::new(),

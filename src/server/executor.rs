@@ -3,6 +3,7 @@
 //! reply leaves before that commit succeeded.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use crate::bdb::{self, Txn};
 use crate::protocol::{reply, Command};
@@ -13,11 +14,19 @@ use crate::storage::{Counts, QueueStore};
 /// How often a transaction chosen as a deadlock victim is retried.
 const DEADLOCK_RETRIES: usize = 10;
 
-/// One command of the turn, with the connection it came from and its reply.
+/// Where a command came from, so its reply can go back there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Origin {
+    /// The connection with this index.
+    Conn(usize),
+    /// A UDP request.
+    Udp { peer: SocketAddr, request_id: u16 },
+}
+
+/// One command of the turn, with where it came from and its reply.
 #[derive(Debug)]
 pub struct Entry {
-    /// Index of the connection.
-    pub conn: usize,
+    pub origin: Origin,
     pub command: Command,
     /// The reply bytes, sent once the turn has committed.
     pub reply: Vec<u8>,

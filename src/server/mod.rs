@@ -5,9 +5,10 @@ mod connection;
 mod executor;
 mod log_flusher;
 mod reactor;
+mod socket;
 
 use std::fs::DirBuilder;
-use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use crate::queue_name::NameRules;
 use crate::stats::Stats;
 use crate::storage::{ChoreSchedule, Chores, QueueStore};
 use executor::Executor;
+use mio::net::{TcpListener, UdpSocket};
 use reactor::Reactor;
+use socket::Listener;
 
 /// Lockers, locks, lock objects and transactions, as the original sets.
 const LOCK_TABLE_SIZE: u32 = 40000;
@@ -28,9 +31,9 @@ const LOCK_TABLE_SIZE: u32 = 40000;
 /// files, logs).
 const SPARE_FILES: u64 = 256;
 
-fn listen_address(config: &Config) -> Result<SocketAddr, String> {
+fn listen_address(config: &Config, port: u16) -> Result<SocketAddr, String> {
     let host = config.listen_addr.as_deref().unwrap_or("0.0.0.0");
-    (host, config.port)
+    (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("can't resolve -l {host}: {e}"))?
         .next()
@@ -41,19 +44,28 @@ fn seconds(n: u64) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(n))
 }
 
+/// The sockets of the command line: TCP (or a unix socket) and UDP.
+fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
+    if let Some(path) = &config.socket_path {
+        let listener = Listener::bind_unix(path, config.socket_mask)
+            .map_err(|e| format!("failed to listen on unix socket {}: {e}", path.display()))?;
+        return Ok((listener, None));
+    }
+    let addr = listen_address(config, config.port)?;
+    let tcp = TcpListener::bind(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
+    let udp = if config.udp_port == 0 {
+        None
+    } else {
+        let addr = listen_address(config, config.udp_port)?;
+        let socket =
+            UdpSocket::bind(addr).map_err(|e| format!("failed to listen on udp {addr}: {e}"))?;
+        Some(socket)
+    };
+    Ok((Listener::Tcp(tcp), udp))
+}
+
 /// Runs the server until a stop signal; `Err` carries the message to print.
 pub fn run(config: Config) -> Result<(), String> {
-    for (set, flag) in [
-        (config.daemonize, "-d"),
-        (config.max_core, "-r"),
-        (config.pid_file.is_some(), "-P"),
-        (config.socket_path.is_some(), "-s"),
-        (config.udp_port != 0, "-U"),
-    ] {
-        if set {
-            log::warn!("{flag} is accepted but not supported yet; ignoring it");
-        }
-    }
     libdb_sys::check_runtime_version()?;
     if let Err(e) = os::raise_open_files(config.max_connections as u64 + SPARE_FILES) {
         log::warn!(
@@ -61,10 +73,41 @@ pub fn run(config: Config) -> Result<(), String> {
             config.max_connections
         );
     }
-    let addr = listen_address(&config)?;
-    let listener =
-        StdListener::bind(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    if config.max_core {
+        os::raise_core_limit().map_err(|e| format!("failed to ensure corefile creation: {e}"))?;
+    }
+    let (listener, udp) = bind(&config)?;
+    let daemon = if config.daemonize {
+        let ready = os::daemonize().map_err(|e| format!("failed to daemonize: {e}"))?;
+        if !config.max_core {
+            std::env::set_current_dir("/").map_err(|e| format!("can't chdir to /: {e}"))?;
+        }
+        Some(ready)
+    } else {
+        None
+    };
+    let pid_file = config.pid_file.as_ref().filter(|_| config.daemonize);
+    if let Some(path) = pid_file {
+        // A stale file from a crashed run is simply replaced.
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("could not write pid file {}: {e}", path.display()))?;
+    }
+    let served = serve(&config, daemon, listener, udp);
+    if let Some(path) = pid_file {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("could not remove pid file {}: {e}", path.display());
+        }
+    }
+    served
+}
+
+/// Everything after the sockets: privileges, storage, chores, the reactor.
+fn serve(
+    config: &Config,
+    daemon: Option<os::DaemonReady>,
+    listener: Listener,
+    udp: Option<UdpSocket>,
+) -> Result<(), String> {
     if os::is_root() {
         let user = config
             .user
@@ -111,15 +154,21 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let signals = os::stop_signals().map_err(|e| format!("can't install signal handlers: {e}"))?;
     let reactor = Reactor::new(
-        mio::net::TcpListener::from_std(listener),
+        listener,
+        udp,
         mio::net::UnixStream::from_std(signals),
         Parser::new(names, config.record_len),
         Executor::new(store, config.names_only_stats, !config.nosync),
         Stats::new(config.threads),
-        &config,
+        config,
     )
     .map_err(|e| format!("can't start the event loop: {e}"))?;
-    log::info!("listening on {addr}, home {}", config.home.display());
+    log::info!("serving, home {}", config.home.display());
+    if let Some(ready) = daemon {
+        ready
+            .serving(config.verbosity > 0)
+            .map_err(|e| format!("failed to detach: {e}"))?;
+    }
     let served = reactor.run();
 
     // Shutdown: chores first, then a last checkpoint, then the handles

@@ -6,19 +6,21 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use mio::net::{TcpListener, UnixStream};
+use mio::net::{UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, ReadState};
-use super::executor::{Entry, Executor};
+use super::executor::{Entry, Executor, Origin};
 use super::log_flusher::LogFlusher;
+use super::socket::{Listener, Stream};
 use crate::config::Config;
-use crate::protocol::{reply, Command, Parser, MAX_GET_LINE, MAX_LINE};
+use crate::protocol::{reply, udp, Command, Parser, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const FLUSHED: Token = Token(usize::MAX - 3);
+const UDP: Token = Token(usize::MAX - 4);
 
 /// Commands one connection may run per turn, so a pipelining client cannot
 /// starve the others; the rest wait for the next turn.
@@ -46,7 +48,11 @@ fn would_block(e: &io::Error) -> bool {
 
 pub struct Reactor {
     poll: Poll,
-    listener: TcpListener,
+    listener: Listener,
+    /// The UDP socket (-U), if any.
+    udp: Option<UdpSocket>,
+    /// Datagrams are read on the next turn.
+    udp_ready: bool,
     /// Receives a byte per stop signal.
     signals: UnixStream,
     /// Connection slots, indexed by token.
@@ -76,7 +82,8 @@ pub struct Reactor {
 
 impl Reactor {
     pub fn new(
-        listener: TcpListener,
+        listener: Listener,
+        udp: Option<UdpSocket>,
         signals: UnixStream,
         parser: Parser,
         executor: Executor,
@@ -93,6 +100,8 @@ impl Reactor {
         let mut reactor = Reactor {
             poll,
             listener,
+            udp,
+            udp_ready: false,
             signals,
             conns: Vec::new(),
             free: Vec::new(),
@@ -110,6 +119,9 @@ impl Reactor {
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
         registry.register(&mut reactor.signals, SIGNALS, Interest::READABLE)?;
+        if let Some(udp) = &mut reactor.udp {
+            registry.register(udp, UDP, Interest::READABLE)?;
+        }
         Ok(reactor)
     }
 
@@ -118,7 +130,8 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut stopping = false;
         while !stopping {
-            let timeout = (!self.ready.is_empty()).then_some(Duration::ZERO);
+            let idle = self.ready.is_empty() && !self.udp_ready;
+            let timeout = (!idle).then_some(Duration::ZERO);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -129,6 +142,7 @@ impl Reactor {
                     LISTENER => self.accept_all(),
                     SIGNALS => stopping = true,
                     FLUSHED => self.release_durable(),
+                    UDP => self.udp_ready = true,
                     Token(i) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(i);
@@ -153,7 +167,7 @@ impl Reactor {
     fn accept_all(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok(stream) => self.admit(stream),
                 Err(e) if would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -165,7 +179,7 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, stream: mio::net::TcpStream) {
+    fn admit(&mut self, stream: Stream) {
         let mut conn = Connection::new(stream);
         if self.stats.curr_connections as usize >= self.max_connections {
             conn.queue_reply(reply::TOO_MANY_CONNECTIONS);
@@ -173,7 +187,6 @@ impl Reactor {
             log::warn!("refused a connection: -c {} reached", self.max_connections);
             return;
         }
-        let _ = conn.stream.set_nodelay(true);
         let index = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.stats.connection_structures += 1;
@@ -217,6 +230,9 @@ impl Reactor {
     /// One turn: gather commands from ready connections, run them in one
     /// transaction, then send every reply.
     fn turn(&mut self) {
+        if self.udp_ready {
+            self.gather_datagrams();
+        }
         let ready = std::mem::take(&mut self.ready);
         for index in ready {
             if let Some(Some(conn)) = self.conns.get_mut(index) {
@@ -256,17 +272,35 @@ impl Reactor {
     /// Queues a committed turn's replies and writes them.
     fn deliver(&mut self, mut entries: Vec<Entry>) {
         let mut touched = Vec::new();
+        let mut datagram_reply: Option<(Origin, Vec<u8>)> = None;
         for entry in entries.drain(..) {
-            let Some(Some(conn)) = self.conns.get_mut(entry.conn) else {
+            if let Some((origin, reply)) = datagram_reply.take() {
+                if origin == entry.origin {
+                    datagram_reply = Some((origin, [reply, entry.reply].concat()));
+                    continue;
+                }
+                self.send_datagrams(origin, &reply);
+            }
+            let index = match entry.origin {
+                Origin::Conn(index) => index,
+                udp => {
+                    datagram_reply = Some((udp, entry.reply));
+                    continue;
+                }
+            };
+            let Some(Some(conn)) = self.conns.get_mut(index) else {
                 continue;
             };
             conn.queue_reply(&entry.reply);
             if matches!(entry.command, Command::Quit | Command::ReplyAndClose(_)) {
                 conn.closing = true;
             }
-            if touched.last() != Some(&entry.conn) {
-                touched.push(entry.conn);
+            if touched.last() != Some(&index) {
+                touched.push(index);
             }
+        }
+        if let Some((origin, reply)) = datagram_reply {
+            self.send_datagrams(origin, &reply);
         }
         if self.entries.capacity() == 0 {
             self.entries = entries;
@@ -312,7 +346,7 @@ impl Reactor {
             count += 1;
             let closes = matches!(command, Command::Quit | Command::ReplyAndClose(_));
             self.entries.push(Entry {
-                conn: index,
+                origin: Origin::Conn(index),
                 command,
                 reply: Vec::new(),
             });
@@ -335,6 +369,59 @@ impl Reactor {
             Gathered::Again
         } else {
             Gathered::Done
+        }
+    }
+
+    /// Reads every waiting datagram; each holds whole commands.
+    fn gather_datagrams(&mut self) {
+        self.udp_ready = false;
+        let Some(udp) = &self.udp else {
+            return;
+        };
+        let mut buf = vec![0; 65536];
+        loop {
+            let (len, peer) = match udp.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("udp receive failed: {e}");
+                    return;
+                }
+            };
+            self.stats.bytes_read += len as u64;
+            let Some((header, mut payload)) = udp::split(&buf[..len]) else {
+                continue;
+            };
+            let origin = Origin::Udp {
+                peer,
+                request_id: header.request_id,
+            };
+            if header.total != 1 || header.sequence != 0 {
+                send_datagrams(udp, &mut self.stats, origin, reply::MULTI_PACKET);
+                continue;
+            }
+            while let Some(frame) = self.parser.parse(payload) {
+                payload = &payload[frame.consumed..];
+                let skip = (frame.discard as usize).min(payload.len());
+                payload = &payload[skip..];
+                self.entries.push(Entry {
+                    origin,
+                    command: frame.command,
+                    reply: Vec::new(),
+                });
+            }
+            if self.entries.len() >= COMMANDS_PER_TURN {
+                // The rest waits in the socket for the next turn.
+                self.udp_ready = true;
+                return;
+            }
+        }
+    }
+
+    fn send_datagrams(&mut self, origin: Origin, reply: &[u8]) {
+        if let Some(udp) = &self.udp {
+            send_datagrams(udp, &mut self.stats, origin, reply);
         }
     }
 
@@ -382,6 +469,20 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.curr_connections -= 1;
             self.free.push(index);
+        }
+    }
+}
+
+/// Sends a UDP reply; a datagram the socket cannot take is dropped, as UDP
+/// allows.
+fn send_datagrams(udp: &UdpSocket, stats: &mut Stats, origin: Origin, reply: &[u8]) {
+    let Origin::Udp { peer, request_id } = origin else {
+        return;
+    };
+    for datagram in udp::frame_reply(request_id, reply) {
+        match udp.send_to(&datagram, peer) {
+            Ok(n) => stats.bytes_written += n as u64,
+            Err(e) => log::debug!("udp reply to {peer} dropped: {e}"),
         }
     }
 }
