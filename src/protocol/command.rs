@@ -41,3 +41,24 @@ impl Command {
         )
     }
 }
+
+impl std::fmt::Display for Command {
+    /// A one-line summary for -vv logging (never the message data).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |q: &[u8]| String::from_utf8_lossy(q).into_owned();
+        match self {
+            Command::Set { queue, record } => {
+                write!(f, "set {} ({} byte record)", name(queue), record.len())
+            }
+            Command::Get { queues } => {
+                let names: Vec<String> = queues.iter().map(|q| name(q)).collect();
+                write!(f, "get {}", names.join(" "))
+            }
+            Command::Delete { queue } => write!(f, "delete {}", name(queue)),
+            Command::Reply(text) | Command::ReplyAndClose(text) => {
+                write!(f, "refused: {}", String::from_utf8_lossy(text).trim_end())
+            }
+            other => write!(f, "{other:?}"),
+        }
+    }
+}

@@ -274,6 +274,19 @@ impl Reactor {
         let mut touched = Vec::new();
         let mut datagram_reply: Option<(Origin, Vec<u8>)> = None;
         for entry in entries.drain(..) {
+            if log::log_enabled!(log::Level::Debug) {
+                let first_line = entry
+                    .reply
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .unwrap_or_default();
+                log::debug!(
+                    "{:?}: {} -> {}",
+                    entry.origin,
+                    entry.command,
+                    String::from_utf8_lossy(first_line).trim_end()
+                );
+            }
             if let Some((origin, reply)) = datagram_reply.take() {
                 if origin == entry.origin {
                     datagram_reply = Some((origin, [reply, entry.reply].concat()));
