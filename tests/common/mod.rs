@@ -151,6 +151,27 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether the server on 127.0.0.1:`port` reports `STAT pid <pid>`.
+fn answers_as(port: u16, pid: u32) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"stats\r\n").is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !reply.ends_with(b"END\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(n) if n > 0 => reply.extend_from_slice(&chunk[..n]),
+            _ => return false,
+        }
+    }
+    let expected = format!("STAT pid {pid}\r\n");
+    String::from_utf8_lossy(&reply).contains(&expected)
+}
+
 /// Sends `sig` to process `pid`.
 pub fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) takes plain integers and has no memory effects here.
@@ -220,8 +241,9 @@ impl Server {
                 server.join_readers();
                 return Err(format!("{}\n[exit status: {status}]", server.output()));
             }
-            let addr = ("127.0.0.1", port);
-            if TcpStream::connect(addr).is_ok() {
+            // Another process's server may hold the port a moment: only
+            // our own pid in `stats` proves the server is ours.
+            if answers_as(port, server.pid()) {
                 return Ok(server);
             }
             if Instant::now() > deadline {
