@@ -21,6 +21,8 @@ pub enum ReadState {
 
 pub struct Connection {
     pub stream: Stream,
+    /// Unique for the server's lifetime, unlike the slot it occupies.
+    pub id: u64,
     /// Bytes received and not yet parsed are `input[parsed..filled]`; the
     /// rest of `input` is zeroed room for the next read, kept so that reads
     /// do not clear memory each time.
@@ -43,9 +45,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: Stream) -> Connection {
+    pub fn new(stream: Stream, id: u64) -> Connection {
         Connection {
             stream,
+            id,
             input: Vec::new(),
             parsed: 0,
             filled: 0,

@@ -17,8 +17,9 @@ const DEADLOCK_RETRIES: usize = 10;
 /// Where a command came from, so its reply can go back there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Origin {
-    /// The connection with this index.
-    Conn(usize),
+    /// The connection in slot `index`, if it is still the one numbered
+    /// `id` (slots are reused, and a reply must never reach a newer client).
+    Conn { index: usize, id: u64 },
     /// A UDP request.
     Udp { peer: SocketAddr, request_id: u16 },
 }

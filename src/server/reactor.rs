@@ -57,6 +57,8 @@ pub struct Reactor {
     signals: UnixStream,
     /// Connection slots, indexed by token.
     conns: Vec<Option<Connection>>,
+    /// Number given to the last accepted connection.
+    next_conn_id: u64,
     /// Free slots in `conns`.
     free: Vec<usize>,
     /// Connections with input to read or parse in the next turn.
@@ -105,6 +107,7 @@ impl Reactor {
             signals,
             conns: Vec::new(),
             free: Vec::new(),
+            next_conn_id: 0,
             ready: Vec::new(),
             parser,
             executor,
@@ -180,7 +183,8 @@ impl Reactor {
     }
 
     fn admit(&mut self, stream: Stream) {
-        let mut conn = Connection::new(stream);
+        self.next_conn_id += 1;
+        let mut conn = Connection::new(stream, self.next_conn_id);
         if self.stats.curr_connections as usize >= self.max_connections {
             conn.queue_reply(reply::TOO_MANY_CONNECTIONS);
             let _ = conn.flush();
@@ -294,8 +298,8 @@ impl Reactor {
                 }
                 self.send_datagrams(origin, &reply);
             }
-            let index = match entry.origin {
-                Origin::Conn(index) => index,
+            let (index, id) = match entry.origin {
+                Origin::Conn { index, id } => (index, id),
                 udp => {
                     datagram_reply = Some((udp, entry.reply));
                     continue;
@@ -304,6 +308,9 @@ impl Reactor {
             let Some(Some(conn)) = self.conns.get_mut(index) else {
                 continue;
             };
+            if conn.id != id {
+                continue;
+            }
             conn.queue_reply(&entry.reply);
             if matches!(entry.command, Command::Quit | Command::ReplyAndClose(_)) {
                 conn.closing = true;
@@ -359,7 +366,7 @@ impl Reactor {
             count += 1;
             let closes = matches!(command, Command::Quit | Command::ReplyAndClose(_));
             self.entries.push(Entry {
-                origin: Origin::Conn(index),
+                origin: Origin::Conn { index, id: conn.id },
                 command,
                 reply: Vec::new(),
             });
