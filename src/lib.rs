@@ -8,9 +8,13 @@
 //! - `server`: the mio reactor, connections, and the group-commit executor.
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
 //! - `stats`: the `stats` counters.
+//! - `inspect`: `memcacheq-stat` (db_stat's reports, the `-Q` queue
+//!   overview, `--peek`) and `memcacheq-upgrade` (moving a home to our
+//!   Berkeley DB release).
 
 pub mod bdb;
 pub mod config;
+pub mod inspect;
 mod os;
 pub mod protocol;
 pub mod queue_name;

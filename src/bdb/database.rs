@@ -61,7 +61,7 @@ fn output(buf: &mut [u8]) -> sys::DBT {
 }
 
 /// A DBT Berkeley DB fills with memory from malloc.
-fn allocated() -> sys::DBT {
+pub(super) fn allocated() -> sys::DBT {
     // SAFETY: as in `input`.
     let mut dbt: sys::DBT = unsafe { std::mem::zeroed() };
     dbt.flags = sys::DB_DBT_MALLOC;
@@ -69,7 +69,7 @@ fn allocated() -> sys::DBT {
 }
 
 /// Copies out and frees a DB_DBT_MALLOC result.
-fn take_allocated(dbt: &sys::DBT) -> Vec<u8> {
+pub(super) fn take_allocated(dbt: &sys::DBT) -> Vec<u8> {
     if dbt.data.is_null() {
         return Vec::new();
     }
@@ -87,7 +87,7 @@ fn txn_ptr(txn: Option<&Txn<'_>>) -> *mut sys::DB_TXN {
 }
 
 impl Database {
-    fn create(env: &Env) -> Result<Database> {
+    pub(super) fn create(env: &Env) -> Result<Database> {
         let mut raw = ptr::null_mut();
         // SAFETY: a live environment; db_create writes a new handle.
         check(unsafe { sys::db_create(&mut raw, env.as_ptr(), 0) })?;
@@ -154,6 +154,10 @@ impl Database {
     /// Opens (creating if missing) the DB_BTREE database `file`.
     pub fn open_btree(env: &Env, file: &[u8]) -> Result<Database> {
         Database::create(env)?.open(None, file, sys::DB_BTREE, true)
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut sys::DB {
+        self.ptr.as_ptr()
     }
 
     /// The fixed record length of a queue database.

@@ -113,6 +113,16 @@ impl Env {
         Ok(env)
     }
 
+    /// Wraps a handle fresh from `db_env_create`, so it is closed on drop
+    /// whether or not it gets opened.
+    pub(super) fn from_raw(raw: *mut sys::DB_ENV) -> Result<Env> {
+        Ok(Env {
+            handle: Arc::new(EnvHandle(
+                NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            )),
+        })
+    }
+
     pub(super) fn as_ptr(&self) -> *mut sys::DB_ENV {
         self.handle.0.as_ptr()
     }

@@ -9,11 +9,13 @@
 mod database;
 mod env;
 mod error;
+mod inspect;
 mod txn;
 
 pub use database::{Cursor, Database, QueueFormat};
 pub use env::{Env, EnvConfig};
 pub use error::{Error, Result};
+pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};
 pub use txn::Txn;
 
 /// Calls a Berkeley DB method: the C handles keep their methods as

@@ -28,7 +28,8 @@ impl Counts {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Counts> {
+    /// Reads a 16-byte `queue.list` value; `None` when it is shorter.
+    pub fn decode(bytes: &[u8]) -> Option<Counts> {
         let set = bytes.get(..8)?.try_into().ok()?;
         let get = bytes.get(8..16)?.try_into().ok()?;
         Some(Counts {

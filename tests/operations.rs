@@ -1,0 +1,1228 @@
+//! Operations: the process-level flags (`-d -P -u -r -c -s -a -l -U -t -h -i`),
+//! the signals, and the seeds' full init-script command line.
+//!
+//! Every server here is started the way an init script starts it: the real
+//! binary with `-d -P FILE`, the launcher must exit 0 once the daemon
+//! serves, and the daemon is found through its pid file. The effects are
+//! checked from outside: `/proc/PID/...`, the sockets, the files on disk.
+//!
+//! The test process makes itself a child subreaper, so each daemon (whose
+//! parent exits) is re-parented to it; that lets a test `waitpid` the
+//! daemon and see its exit status, and lets [`Daemon`]'s drop kill and reap
+//! it so no process outlives the test.
+
+mod common;
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, show, signal, value_reply, Client, TempDir, END, STORED};
+
+/// How long a daemon may take to start (the launcher waits for it).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful stop may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_memcacheq")
+}
+
+/// Whether the tests run as root (they are meant to: -u needs it).
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips (returns true, with a note) when not root.
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("{test}: skipped, needs root");
+    true
+}
+
+/// Uid and gid of `user` from the password database.
+fn user_ids(user: &str) -> (u32, u32) {
+    let name = CString::new(user).unwrap();
+    // SAFETY: getpwnam returns NULL or a static entry read at once.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        assert!(!pw.is_null(), "no user {user}");
+        ((*pw).pw_uid, (*pw).pw_gid)
+    }
+}
+
+/// Gives `path` to `user` (and that user's group).
+fn chown_to(path: &Path, user: &str) {
+    let (uid, gid) = user_ids(user);
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+/// Makes this process the reaper of orphaned descendants (the daemons).
+fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+/// A resource limit to set before exec: (resource, soft, hard).
+type Limit = (libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t);
+
+/// What a launcher run left behind.
+struct Launch {
+    /// Exit status of the launcher (the process started with -d).
+    status: ExitStatus,
+    /// What it and the daemon wrote to stdout/stderr (the log file).
+    log: PathBuf,
+}
+
+impl Launch {
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Runs `memcacheq <args>` with stdin from /dev/null and stdout and stderr
+/// appended to `log`, as `memcacheq ... > LOG 2>&1` would, in `cwd`, and
+/// waits for the launcher to exit. Each `(resource, soft, hard)` of
+/// `limits` is set in the started process before it executes the binary.
+fn launch_in(cwd: &Path, log: &Path, args: &[String], limits: &[Limit]) -> Launch {
+    become_subreaper();
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open log");
+    let err = out.try_clone().expect("dup log");
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    if !limits.is_empty() {
+        let limits = limits.to_vec();
+        // SAFETY: setrlimit is async-signal-safe; the closure only reads
+        // its own copy of the limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(resource, soft, hard) in &limits {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(resource, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn memcacheq");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "memcacheq {} did not exit within {START_TIMEOUT:?}; log:\n{}",
+                args.join(" "),
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Launch {
+        status,
+        log: log.to_path_buf(),
+    }
+}
+
+/// A running daemon found through its pid file. Dropping it kills it with
+/// SIGKILL and reaps it.
+struct Daemon {
+    pid: i32,
+    /// `Some` once it exited and was reaped.
+    exited: Option<i32>,
+    pub pid_file: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// The process's `/proc` directory.
+    fn proc(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}", self.pid))
+    }
+
+    /// A line of `/proc/PID/status` by its key, e.g. "Uid".
+    fn status_field(&self, key: &str) -> String {
+        let text = fs::read_to_string(self.proc().join("status")).expect("read status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in /proc/{}/status", self.pid))
+            .trim()
+            .to_string()
+    }
+
+    /// Soft and hard values of a `/proc/PID/limits` row, e.g.
+    /// "Max core file size".
+    fn limit(&self, name: &str) -> (String, String) {
+        let text = fs::read_to_string(self.proc().join("limits")).expect("read limits");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in limits:\n{text}"));
+        let mut words = line[name.len()..].split_whitespace();
+        (
+            words.next().unwrap().to_string(),
+            words.next().unwrap().to_string(),
+        )
+    }
+
+    /// Where `/proc/PID/<link>` points (e.g. "cwd", "fd/0").
+    fn link(&self, link: &str) -> PathBuf {
+        fs::read_link(self.proc().join(link)).expect("read_link")
+    }
+
+    /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+    fn stat_field(&self, n: usize) -> String {
+        let text = fs::read_to_string(self.proc().join("stat")).expect("read stat");
+        // The command name may hold spaces; fields resume after its ')'.
+        let rest = &text[text.rfind(')').expect("comm") + 2..];
+        rest.split_whitespace()
+            .nth(n - 3)
+            .expect("field")
+            .to_string()
+    }
+
+    /// Sends `sig`.
+    fn signal(&self, sig: libc::c_int) {
+        signal(self.pid as u32, sig);
+    }
+
+    /// Non-blocking reap; the raw wait status once it exited.
+    fn try_reap(&mut self) -> Option<i32> {
+        if self.exited.is_none() {
+            let mut status = 0;
+            // SAFETY: waitpid on our (adopted) child with a valid pointer.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if rc == self.pid {
+                self.exited = Some(status);
+            } else if rc < 0 {
+                panic!(
+                    "waitpid({}): {} (not our child?)",
+                    self.pid,
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        self.exited
+    }
+
+    /// Waits until the daemon is gone; panics after [`STOP_TIMEOUT`].
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.try_reap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon {} still running {STOP_TIMEOUT:?} after the signal; log:\n{}",
+                self.pid,
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `sig`, waits for the exit and asserts it was `exit(0)`.
+    fn stop_with(&mut self, sig: libc::c_int) {
+        self.signal(sig);
+        let status = self.wait_exit();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "daemon did not exit 0 after signal {sig}: raw wait status {status:#x}; log:\n{}",
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            // SAFETY: kill and waitpid with plain integers.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(self.pid, &mut status, 0);
+            }
+        }
+    }
+}
+
+/// A scratch directory for one daemon: `home/`, `pid`, `log`.
+struct Site {
+    dir: TempDir,
+}
+
+impl Site {
+    fn new(tag: &str) -> Site {
+        let dir = TempDir::new(tag);
+        fs::create_dir(dir.path().join("home")).expect("mkdir home");
+        Site { dir }
+    }
+
+    /// A site whose directory and home belong to `user`.
+    fn owned_by(tag: &str, user: &str) -> Site {
+        let site = Site::new(tag);
+        chown_to(site.dir.path(), user);
+        chown_to(&site.home(), user);
+        site
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+    fn pid_file(&self) -> PathBuf {
+        self.path().join("memcacheq.pid")
+    }
+    fn log(&self) -> PathBuf {
+        self.path().join("memcacheq.log")
+    }
+
+    /// `-d -P <pid> -H <home> <extra>`, run in the site directory.
+    fn daemon_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "-d".into(),
+            "-P".into(),
+            self.pid_file().display().to_string(),
+            "-H".into(),
+            self.home().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Starts a daemon with `-d -P -H` plus `extra` and returns it; panics
+    /// with the log if the launcher does not exit 0.
+    fn start(&self, extra: &[&str]) -> Daemon {
+        self.start_in(self.path(), extra)
+    }
+
+    fn start_in(&self, cwd: &Path, extra: &[&str]) -> Daemon {
+        let launch = launch_in(cwd, &self.log(), &self.daemon_args(extra), &[]);
+        assert!(
+            launch.status.success(),
+            "memcacheq {} failed to start ({}); log:\n{}",
+            extra.join(" "),
+            launch.status,
+            launch.log_text()
+        );
+        self.adopt()
+    }
+
+    /// The daemon named by the pid file.
+    fn adopt(&self) -> Daemon {
+        let text = fs::read_to_string(self.pid_file()).expect("pid file after a successful start");
+        assert!(text.ends_with('\n'), "pid file {text:?} lacks its newline");
+        let pid: i32 = text
+            .trim_end()
+            .parse()
+            .unwrap_or_else(|_| panic!("pid file holds {text:?}"));
+        let daemon = Daemon {
+            pid,
+            exited: None,
+            pid_file: self.pid_file(),
+            log: self.log(),
+        };
+        assert!(
+            daemon.proc().exists(),
+            "pid {pid} from the pid file is not running"
+        );
+        daemon
+    }
+}
+
+/// `-p <free port>` plus `extra`, retried on a port clash.
+fn start_tcp(site: &Site, extra: &[&str]) -> (Daemon, u16) {
+    for _ in 0..3 {
+        let port = free_port().to_string();
+        let mut args = vec!["-p", port.as_str()];
+        args.extend_from_slice(extra);
+        let launch = launch_in(site.path(), &site.log(), &site.daemon_args(&args), &[]);
+        if launch.status.success() {
+            return (site.adopt(), port.parse().unwrap());
+        }
+        if !launch.log_text().contains("in use") {
+            panic!(
+                "memcacheq {} failed to start ({}); log:\n{}",
+                args.join(" "),
+                launch.status,
+                launch.log_text()
+            );
+        }
+    }
+    panic!("no free port after 3 attempts");
+}
+
+/// Asserts a set and a get round-trip on `client`.
+fn round_trip(client: &mut Client, queue: &str, body: &[u8]) {
+    client.set(queue, 0, body);
+    let msg = client.get(queue).expect("the message just set");
+    assert_eq!(show(&msg.body), show(body));
+}
+
+/// Writes `request` on any stream (TCP, IPv6, unix socket) and reads up to
+/// `reply_len` bytes of reply.
+fn exchange(stream: &mut (impl Read + Write), request: &[u8], reply_len: usize) -> Vec<u8> {
+    stream.write_all(request).expect("write");
+    let mut got = vec![0u8; reply_len];
+    let mut have = 0;
+    while have < reply_len {
+        match stream.read(&mut got[have..]) {
+            Ok(0) => break,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("read after {}: {e}", show(&got[..have])),
+        }
+    }
+    got.truncate(have);
+    got
+}
+
+/// The set+get exchange on a raw stream and its exact expected bytes.
+fn raw_round_trip(stream: &mut (impl Read + Write), queue: &str, body: &[u8]) {
+    let mut request = common::set_cmd(queue.as_bytes(), 0, body);
+    request.extend_from_slice(format!("get {queue}\r\n").as_bytes());
+    let mut expected = STORED.to_vec();
+    expected.extend(value_reply(queue.as_bytes(), "0", body));
+    expected.extend_from_slice(END);
+    let got = exchange(stream, &request, expected.len());
+    assert_eq!(show(&got), show(&expected));
+}
+
+// ---------------------------------------------------------------------------
+// -d and -P
+// ---------------------------------------------------------------------------
+
+/// -d: the launcher exits 0 only once the daemon serves; the daemon leads
+/// its own session, sits in /, has stdio on /dev/null; -P holds its pid
+/// and goes away on SIGTERM, which ends the daemon with status 0.
+#[test]
+fn daemon_detaches_writes_pid_file_and_removes_it_on_sigterm() {
+    let site = Site::new("daemon");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root"]);
+
+    // Serving as soon as the launcher returned: no retry loop.
+    let mut client = Client::connect(port);
+    round_trip(&mut client, "daemonq", b"detached");
+
+    assert_eq!(
+        daemon.stat_field(6),
+        daemon.pid.to_string(),
+        "daemon is not its session leader (setsid)"
+    );
+    assert_eq!(
+        daemon.link("cwd"),
+        Path::new("/"),
+        "-d without -r chdirs to /"
+    );
+    for fd in 0..3 {
+        assert_eq!(
+            daemon.link(&format!("fd/{fd}")),
+            Path::new("/dev/null"),
+            "fd {fd} of a daemon without -v"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(&daemon.pid_file).unwrap(),
+        format!("{}\n", daemon.pid)
+    );
+
+    drop(client);
+    daemon.stop_with(libc::SIGTERM);
+    assert!(!daemon.pid_file.exists(), "pid file left after SIGTERM");
+}
+
+/// -d -v keeps stdout and stderr (the init script's log) instead of
+/// /dev/null; the log shows the daemon's messages.
+#[test]
+fn daemon_with_verbose_keeps_its_log() {
+    let site = Site::new("daemon-v");
+    let (mut daemon, _port) = start_tcp(&site, &["-u", "root", "-v"]);
+    for fd in [1, 2] {
+        assert_eq!(
+            daemon.link(&format!("fd/{fd}")),
+            site.log(),
+            "fd {fd} with -v"
+        );
+    }
+    daemon.stop_with(libc::SIGTERM);
+    let log = fs::read_to_string(site.log()).unwrap();
+    assert!(log.contains("serving"), "log of -d -v:\n{log}");
+}
+
+/// A daemon that fails after the fork (here: the home is a regular file)
+/// makes the launcher exit 1, its message reaches the launcher's stderr,
+/// and no pid file is left behind.
+#[test]
+fn daemon_start_failure_exits_1_with_the_message() {
+    let site = Site::new("daemon-fail");
+    let not_a_dir = site.path().join("file");
+    fs::write(&not_a_dir, b"x").unwrap();
+    let port = free_port().to_string();
+    let args: Vec<String> = [
+        "-d",
+        "-u",
+        "root",
+        "-p",
+        &port,
+        "-P",
+        &site.pid_file().display().to_string(),
+        "-H",
+        &not_a_dir.join("home").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let launch = launch_in(site.path(), &site.log(), &args, &[]);
+    assert_eq!(launch.status.code(), Some(1), "log:\n{}", launch.log_text());
+    assert!(
+        launch.log_text().contains("can't create home"),
+        "log:\n{}",
+        launch.log_text()
+    );
+    assert!(!site.pid_file().exists(), "pid file left by a failed start");
+}
+
+/// A stale pid file (from a crash) is overwritten with the new pid.
+#[test]
+fn stale_pid_file_is_overwritten() {
+    let site = Site::new("stale-pid");
+    fs::write(site.pid_file(), "999999999\nleftover junk\n").unwrap();
+    let (mut daemon, _port) = start_tcp(&site, &["-u", "root"]);
+    assert_eq!(
+        fs::read_to_string(site.pid_file()).unwrap(),
+        format!("{}\n", daemon.pid)
+    );
+    daemon.stop_with(libc::SIGTERM);
+    assert!(!site.pid_file().exists());
+}
+
+// ---------------------------------------------------------------------------
+// -u
+// ---------------------------------------------------------------------------
+
+/// -u nobody: uid, gid and supplementary groups are nobody's, the data
+/// files belong to nobody, and the pid file (in a directory nobody can
+/// write) is still removed after the switch.
+#[test]
+fn user_switch_sets_ids_groups_and_file_owner() {
+    if skip_unless_root("user_switch") {
+        return;
+    }
+    let (uid, gid) = user_ids("nobody");
+    let site = Site::owned_by("user", "nobody");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "nobody"]);
+
+    let ids = |key: &str| -> Vec<u32> {
+        daemon
+            .status_field(key)
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(ids("Uid"), vec![uid; 4], "real, effective, saved, fs uid");
+    assert_eq!(ids("Gid"), vec![gid; 4], "real, effective, saved, fs gid");
+    let out = Command::new("id").args(["-G", "nobody"]).output().unwrap();
+    let mut expected: Vec<u32> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    expected.sort();
+    let mut groups = ids("Groups");
+    groups.sort();
+    assert_eq!(groups, expected, "supplementary groups (initgroups)");
+    assert!(!groups.contains(&0), "root's group 0 kept after -u nobody");
+
+    let mut client = Client::connect(port);
+    round_trip(&mut client, "owned", b"by nobody");
+    for name in common::list_dir(&site.home()) {
+        let meta = fs::metadata(site.home().join(&name)).unwrap();
+        assert_eq!(meta.uid(), uid, "{name} not owned by nobody");
+    }
+    drop(client);
+    daemon.stop_with(libc::SIGTERM);
+    assert!(!site.pid_file().exists(), "pid file left after -u nobody");
+}
+
+/// Root without -u is refused with the original's message and exit 1.
+#[test]
+fn root_without_u_is_refused() {
+    if skip_unless_root("root_without_u") {
+        return;
+    }
+    let site = Site::new("root");
+    let port = free_port().to_string();
+    let launch = launch_in(
+        site.path(),
+        &site.log(),
+        &site.daemon_args(&["-p", &port]),
+        &[],
+    );
+    assert_eq!(launch.status.code(), Some(1), "log:\n{}", launch.log_text());
+    assert!(
+        launch
+            .log_text()
+            .contains("can't run as root without the -u switch"),
+        "log:\n{}",
+        launch.log_text()
+    );
+    assert!(!site.pid_file().exists());
+    assert!(
+        TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
+        "something listens on the refused daemon's port"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// -r
+// ---------------------------------------------------------------------------
+
+/// -r raises the core-file limit (soft limit unlimited here) and keeps the
+/// working directory; without -r the limit is left alone and cwd is /.
+#[test]
+fn core_limit_raised_and_cwd_kept_with_r() {
+    let site = Site::new("core");
+    let cwd = site.path().join("cwd");
+    fs::create_dir(&cwd).unwrap();
+    let port = free_port().to_string();
+    let mut daemon = site.start_in(&cwd, &["-u", "root", "-r", "-p", &port]);
+    let (soft, hard) = daemon.limit("Max core file size");
+    assert_eq!(soft, hard, "soft core limit not raised to the hard limit");
+    if hard == "unlimited" && is_root() {
+        assert_eq!(soft, "unlimited");
+    }
+    assert_eq!(daemon.link("cwd"), cwd, "-d -r keeps the working directory");
+    daemon.stop_with(libc::SIGTERM);
+
+    // Without -r: the inherited soft limit stays, cwd is /.
+    let mut ours: libc::rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut ours) }, 0);
+    let port = free_port().to_string();
+    let mut daemon = site.start_in(&cwd, &["-u", "root", "-p", &port]);
+    let (soft, _) = daemon.limit("Max core file size");
+    let expected = if ours.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        ours.rlim_cur.to_string()
+    };
+    assert_eq!(soft, expected, "core limit changed without -r");
+    assert_eq!(daemon.link("cwd"), Path::new("/"));
+    daemon.stop_with(libc::SIGTERM);
+}
+
+/// -r fails loudly (exit 1) when the hard core limit is 0.
+#[test]
+fn core_limit_zero_hard_limit_is_refused() {
+    let site = Site::new("core0");
+    let port = free_port().to_string();
+    let args = site.daemon_args(&["-u", "root", "-r", "-p", &port]);
+    let launch = launch_in(
+        site.path(),
+        &site.log(),
+        &args,
+        &[(libc::RLIMIT_CORE, 0, 0)],
+    );
+    assert_eq!(launch.status.code(), Some(1), "log:\n{}", launch.log_text());
+    assert!(
+        launch.log_text().contains("core"),
+        "no mention of the core limit:\n{}",
+        launch.log_text()
+    );
+    assert!(!site.pid_file().exists());
+}
+
+// ---------------------------------------------------------------------------
+// -c
+// ---------------------------------------------------------------------------
+
+/// -c N raises the open-file limit to at least N + 256: started with a
+/// soft limit of 512 (hard limit unchanged), `-c 1024` ends with >= 1280.
+#[test]
+fn max_connections_raises_open_file_limit() {
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
+        0
+    );
+    if ours.rlim_max < 1280 {
+        eprintln!(
+            "open_file_limit: skipped, hard limit {} < 1280",
+            ours.rlim_max
+        );
+        return;
+    }
+    let site = Site::new("nofile");
+    let port = free_port().to_string();
+    let args = site.daemon_args(&["-u", "root", "-c", "1024", "-p", &port]);
+    let limits = [(libc::RLIMIT_NOFILE, 512, ours.rlim_max)];
+    let launch = launch_in(site.path(), &site.log(), &args, &limits);
+    assert!(launch.status.success(), "log:\n{}", launch.log_text());
+    let mut daemon = site.adopt();
+    let (soft, _) = daemon.limit("Max open files");
+    let soft: u64 = soft.parse().expect("numeric open-file limit");
+    assert!(soft >= 1280, "open-file limit {soft} < 1024 + 256");
+    daemon.stop_with(libc::SIGTERM);
+}
+
+/// -c 2: the third connection gets the refusal and is closed; once one of
+/// the two closes, a new connection is served again.
+#[test]
+fn max_connections_refuses_the_extra_connection_and_recovers() {
+    let site = Site::new("maxconn");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root", "-c", "2"]);
+    let mut first = Client::connect(port);
+    first.call(b"version\r\n", common::VERSION);
+    let mut second = Client::connect(port);
+    second.call(b"version\r\n", common::VERSION);
+
+    let mut third = Client::connect(port);
+    third.expect(b"SERVER_ERROR too many open connections\r\n");
+    third.expect_closed();
+    // The two accepted ones still work.
+    first.call(b"version\r\n", common::VERSION);
+    second.call(b"version\r\n", common::VERSION);
+
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = Client::connect(port);
+        again.send(b"version\r\n");
+        let line = again.try_read_line();
+        if line.as_deref() == Some(&b"VERSION 0.2.1"[..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection accepted after one closed; last reply {:?}",
+            line.map(|l| show(&l))
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    second.call(b"version\r\n", common::VERSION);
+    drop(second);
+    daemon.stop_with(libc::SIGTERM);
+}
+
+// ---------------------------------------------------------------------------
+// -s and -a
+// ---------------------------------------------------------------------------
+
+/// -s FILE -a 640: a unix socket with exactly that mode replaces a stale
+/// socket file, serves the protocol, and TCP and UDP are off.
+#[test]
+fn unix_socket_with_mask_replaces_a_stale_socket() {
+    let site = Site::new("unix");
+    let path = site.path().join("mcq.sock");
+    // A stale socket file, as a crashed server leaves it.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(fs::metadata(&path).unwrap().file_type().is_socket());
+    let port = free_port();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    drop(udp);
+
+    let sock = path.display().to_string();
+    let (p, u) = (port.to_string(), udp_port.to_string());
+    let mut daemon = site.start(&["-u", "root", "-s", &sock, "-a", "640", "-p", &p, "-U", &u]);
+
+    let meta = fs::metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket(), "{sock} is not a socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640, "socket mode");
+
+    let mut stream = UnixStream::connect(&path).expect("connect to the unix socket");
+    stream
+        .set_read_timeout(Some(common::REPLY_TIMEOUT))
+        .unwrap();
+    raw_round_trip(&mut stream, "unixq", b"over a unix socket");
+
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "TCP port {port} open despite -s"
+    );
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    probe
+        .send_to(
+            &udp_request(1, 0, 1, b"version\r\n"),
+            ("127.0.0.1", udp_port),
+        )
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        probe.recv_from(&mut buf).is_err(),
+        "UDP answered despite -s"
+    );
+
+    drop(stream);
+    daemon.stop_with(libc::SIGTERM);
+}
+
+/// Without -a the unix socket has mode 0700.
+#[test]
+fn unix_socket_default_mask_is_0700() {
+    let site = Site::new("unix-default");
+    let path = site.path().join("mcq.sock");
+    let sock = path.display().to_string();
+    let mut daemon = site.start(&["-u", "root", "-s", &sock]);
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "default socket mode {mode:o}");
+    let mut stream = UnixStream::connect(&path).unwrap();
+    stream
+        .set_read_timeout(Some(common::REPLY_TIMEOUT))
+        .unwrap();
+    let got = exchange(&mut stream, b"version\r\n", common::VERSION.len());
+    assert_eq!(show(&got), show(common::VERSION));
+    drop(stream);
+    daemon.stop_with(libc::SIGTERM);
+}
+
+// ---------------------------------------------------------------------------
+// -l
+// ---------------------------------------------------------------------------
+
+/// Whether a TCP connection to `addr` is accepted within a second.
+fn accepts(addr: &str, port: u16) -> bool {
+    let addr = std::net::SocketAddr::new(addr.parse().unwrap(), port);
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// -l 127.0.0.1 listens there only: 127.0.0.2 (also loopback, reachable
+/// when bound to every interface) and ::1 are refused.
+#[test]
+fn listen_on_one_ipv4_address() {
+    let site = Site::new("listen4");
+    // Control: bound to every IPv4 interface, 127.0.0.2 is reachable.
+    let (mut all, port) = start_tcp(&site, &["-u", "root"]);
+    assert!(
+        accepts("127.0.0.2", port),
+        "control: 127.0.0.2 not reachable"
+    );
+    all.stop_with(libc::SIGTERM);
+
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root", "-l", "127.0.0.1"]);
+    let mut client = Client::connect(port);
+    round_trip(&mut client, "v4", b"loopback only");
+    assert!(
+        !accepts("127.0.0.2", port),
+        "-l 127.0.0.1 accepted on 127.0.0.2"
+    );
+    assert!(!accepts("::1", port), "-l 127.0.0.1 accepted on ::1");
+    drop(client);
+    daemon.stop_with(libc::SIGTERM);
+}
+
+/// -l ::1 serves over IPv6 and not on 127.0.0.1.
+#[test]
+fn listen_on_ipv6_loopback() {
+    let site = Site::new("listen6");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root", "-l", "::1"]);
+    let mut stream = TcpStream::connect(("::1", port)).expect("connect [::1]");
+    stream
+        .set_read_timeout(Some(common::REPLY_TIMEOUT))
+        .unwrap();
+    raw_round_trip(&mut stream, "v6", b"over IPv6");
+    assert!(!accepts("127.0.0.1", port), "-l ::1 accepted on 127.0.0.1");
+    drop(stream);
+    daemon.stop_with(libc::SIGTERM);
+}
+
+// ---------------------------------------------------------------------------
+// -U
+// ---------------------------------------------------------------------------
+
+/// A datagram: the 8-byte header (request id, sequence, total, 0) + payload.
+fn udp_request(id: u16, seq: u16, total: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for field in [id, seq, total, 0] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// One decoded reply datagram.
+#[derive(Debug)]
+struct Datagram {
+    id: u16,
+    seq: u16,
+    total: u16,
+    reserved: u16,
+    payload: Vec<u8>,
+}
+
+fn recv_datagram(socket: &UdpSocket) -> Datagram {
+    let mut buf = [0u8; 65536];
+    let (n, _) = socket.recv_from(&mut buf).expect("a UDP reply");
+    assert!(n >= 8, "datagram of {n} bytes has no header");
+    let field = |i: usize| u16::from_be_bytes([buf[2 * i], buf[2 * i + 1]]);
+    Datagram {
+        id: field(0),
+        seq: field(1),
+        total: field(2),
+        reserved: field(3),
+        payload: buf[8..n].to_vec(),
+    }
+}
+
+/// Sends one request datagram and collects the whole reply (all `total`
+/// datagrams), checking every header; returns the payloads in order.
+fn udp_call(socket: &UdpSocket, port: u16, id: u16, payload: &[u8]) -> Vec<Datagram> {
+    socket
+        .send_to(&udp_request(id, 0, 1, payload), ("127.0.0.1", port))
+        .unwrap();
+    let first = recv_datagram(socket);
+    let total = first.total as usize;
+    let mut all = vec![first];
+    while all.len() < total {
+        all.push(recv_datagram(socket));
+    }
+    all.sort_by_key(|d| d.seq);
+    for (i, d) in all.iter().enumerate() {
+        assert_eq!(
+            (d.id, d.seq as usize, d.total as usize, d.reserved),
+            (id, i, total, 0),
+            "header of datagram {i}"
+        );
+        assert!(
+            d.payload.len() <= 1400,
+            "payload of {} bytes",
+            d.payload.len()
+        );
+    }
+    all
+}
+
+/// -U: set and get over UDP with memcache framing; a 3000-byte message
+/// (-B 4096, with -A 8192 since a record must fit a page) comes back in 3 datagrams (1400 + 1400 + rest) whose payloads
+/// concatenate to the exact TCP reply; multi-packet requests are refused.
+#[test]
+fn udp_framing_splits_large_replies_and_refuses_multi_packet_requests() {
+    let site = Site::new("udp");
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let u = udp_port.to_string();
+    let (mut daemon, _port) =
+        start_tcp(&site, &["-u", "root", "-A", "8192", "-B", "4096", "-U", &u]);
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(common::REPLY_TIMEOUT))
+        .unwrap();
+
+    let small = udp_call(&socket, udp_port, 7, &common::set_cmd(b"udpq", 0, b"hi"));
+    assert_eq!(small.len(), 1);
+    assert_eq!(show(&small[0].payload), show(STORED));
+
+    let body: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let stored = udp_call(&socket, udp_port, 8, &common::set_cmd(b"udpq", 5, &body));
+    assert_eq!(show(&stored[0].payload), show(STORED));
+
+    let hi = udp_call(&socket, udp_port, 0x1234, b"get udpq\r\n");
+    let mut expected = value_reply(b"udpq", "0", b"hi");
+    expected.extend_from_slice(END);
+    assert_eq!(hi.len(), 1);
+    assert_eq!(show(&hi[0].payload), show(&expected));
+
+    let big = udp_call(&socket, udp_port, 0xbeef, b"get udpq\r\n");
+    let mut expected = value_reply(b"udpq", "5", &body);
+    expected.extend_from_slice(END);
+    assert_eq!(
+        big.len(),
+        3,
+        "datagrams for a {}-byte reply",
+        expected.len()
+    );
+    assert_eq!(big[0].payload.len(), 1400);
+    assert_eq!(big[1].payload.len(), 1400);
+    let joined: Vec<u8> = big.iter().flat_map(|d| d.payload.clone()).collect();
+    assert_eq!(show(&joined), show(&expected));
+
+    let refusal = b"SERVER_ERROR multi-packet request not supported\r\n";
+    for (id, seq, total) in [(21u16, 0u16, 2u16), (22, 1, 1)] {
+        socket
+            .send_to(
+                &udp_request(id, seq, total, b"get udpq\r\n"),
+                ("127.0.0.1", udp_port),
+            )
+            .unwrap();
+        let d = recv_datagram(&socket);
+        assert_eq!((d.id, d.seq, d.total, d.reserved), (id, 0, 1, 0));
+        assert_eq!(show(&d.payload), show(refusal), "seq {seq} total {total}");
+    }
+    // Nothing was taken by the refused requests: the queue is empty and
+    // the server still answers.
+    let empty = udp_call(&socket, udp_port, 9, b"get udpq\r\n");
+    assert_eq!(show(&empty[0].payload), show(END));
+
+    daemon.stop_with(libc::SIGTERM);
+}
+
+/// Without -U nothing answers UDP on the TCP port.
+#[test]
+fn udp_is_off_by_default() {
+    let site = Site::new("udp-off");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    socket
+        .send_to(&udp_request(1, 0, 1, b"version\r\n"), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(socket.recv_from(&mut buf).is_err(), "UDP reply without -U");
+    daemon.stop_with(libc::SIGTERM);
+}
+
+// ---------------------------------------------------------------------------
+// -t, -h, -i, unknown flags
+// ---------------------------------------------------------------------------
+
+/// -t N is reported by `stats`; -t 0 is refused with exit 1.
+#[test]
+fn threads_flag_is_reported_and_zero_refused() {
+    let site = Site::new("threads");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root", "-t", "7"]);
+    assert_eq!(Client::connect(port).stat("threads"), 7);
+    daemon.stop_with(libc::SIGTERM);
+
+    let out = Command::new(binary()).args(["-t", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Number of threads must be greater than 0"),
+        "stderr: {text}"
+    );
+}
+
+/// -h lists every flag and exits 0; -i prints the license and exits 0;
+/// -z is refused with `Illegal argument "z"` and exit 1.
+#[test]
+fn help_license_and_unknown_flag() {
+    let out = Command::new(binary()).arg("-h").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in "aUpschivldruPtHmALCTSeDEBNR".chars() {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("-{flag}"))),
+            "-h does not list -{flag}:\n{help}"
+        );
+    }
+
+    let out = Command::new(binary()).arg("-i").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .to_lowercase()
+            .contains("license"),
+        "-i output: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = Command::new(binary()).arg("-z").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Illegal argument \"z\""), "output: {text}");
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+/// SIGTERM, SIGINT and SIGQUIT each stop the daemon with exit status 0,
+/// remove the pid file and keep the data; SIGPIPE is ignored.
+#[test]
+fn stop_signals_are_graceful_and_sigpipe_ignored() {
+    let site = Site::new("signals");
+    for (i, sig) in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT]
+        .into_iter()
+        .enumerate()
+    {
+        let (mut daemon, port) = start_tcp(&site, &["-u", "root"]);
+        let ignored = u64::from_str_radix(&daemon.status_field("SigIgn"), 16).unwrap();
+        assert_ne!(
+            ignored & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE not ignored"
+        );
+        let mut client = Client::connect(port);
+        if i > 0 {
+            // The message set before the previous signal survived it.
+            let msg = client.get("sigq").expect("message kept across the stop");
+            assert_eq!(msg.body, format!("before {}", i - 1).into_bytes());
+        }
+        client.set("sigq", 0, format!("before {i}").as_bytes());
+        drop(client);
+        daemon.stop_with(sig);
+        assert!(
+            !site.pid_file().exists(),
+            "pid file left after signal {sig}"
+        );
+    }
+}
+
+/// A second (and third) signal while the daemon shuts down does no harm:
+/// it still exits 0 and the data is intact.
+#[test]
+fn repeated_stop_signals_are_harmless() {
+    let site = Site::new("signals2");
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root"]);
+    let mut client = Client::connect(port);
+    client.set("twice", 0, b"kept");
+    drop(client);
+    daemon.signal(libc::SIGTERM);
+    daemon.signal(libc::SIGTERM);
+    let _ = unsafe_signal(daemon.pid, libc::SIGINT);
+    let status = daemon.wait_exit();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "raw wait status {status:#x}; log:\n{}",
+        fs::read_to_string(site.log()).unwrap_or_default()
+    );
+    assert!(!site.pid_file().exists());
+
+    let (mut daemon, port) = start_tcp(&site, &["-u", "root"]);
+    let msg = Client::connect(port).get("twice").expect("message kept");
+    assert_eq!(msg.body, b"kept");
+    daemon.stop_with(libc::SIGTERM);
+}
+
+/// kill(2) that tolerates a process that already exited.
+fn unsafe_signal(pid: i32, sig: libc::c_int) -> i32 {
+    // SAFETY: kill with plain integers.
+    unsafe { libc::kill(pid, sig) }
+}
+
+// ---------------------------------------------------------------------------
+// The seeds' command line
+// ---------------------------------------------------------------------------
+
+/// `memcacheq -d -r -u nobody -p PORT -c 1024 -H HOME -N -R -v -L 1024
+/// -B 1024 -P PIDFILE > LOG 2>&1`: starts, serves, stops on SIGTERM, and
+/// leaves a home that db5.3_recover has nothing to recover in and
+/// db5.3_verify accepts.
+#[test]
+fn seeds_command_line_starts_serves_and_stops_cleanly() {
+    if skip_unless_root("seeds_command_line") {
+        return;
+    }
+    let site = Site::owned_by("seeds", "nobody");
+    let home = site.home().display().to_string();
+    let pid_file = site.pid_file().display().to_string();
+    let mut started = None;
+    for _ in 0..3 {
+        let port = free_port().to_string();
+        let args: Vec<String> = [
+            "-d", "-r", "-u", "nobody", "-p", &port, "-c", "1024", "-H", &home, "-N", "-R", "-v",
+            "-L", "1024", "-B", "1024", "-P", &pid_file,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let launch = launch_in(site.path(), &site.log(), &args, &[]);
+        if launch.status.success() {
+            started = Some((site.adopt(), port.parse::<u16>().unwrap()));
+            break;
+        }
+        assert!(
+            launch.log_text().contains("in use"),
+            "seeds' command line failed ({}); log:\n{}",
+            launch.status,
+            launch.log_text()
+        );
+    }
+    let (mut daemon, port) = started.expect("a free port within 3 attempts");
+    let (uid, _) = user_ids("nobody");
+    assert!(daemon.status_field("Uid").starts_with(&uid.to_string()));
+
+    let mut client = Client::connect(port);
+    for i in 0..20 {
+        client.set("seedq", i, format!("message {i}").as_bytes());
+    }
+    for i in 0..10 {
+        let msg = client.get("seedq").expect("a message");
+        assert_eq!(msg.body, format!("message {i}").into_bytes());
+        assert_eq!(msg.flags, i.to_string());
+    }
+    drop(client);
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit();
+    let log = fs::read_to_string(site.log()).unwrap_or_default();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "raw wait status {status:#x}; log:\n{log}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", daemon.pid)).exists(),
+        "pid still present"
+    );
+    assert!(!site.pid_file().exists(), "pid file left; log:\n{log}");
+
+    // A cleanly closed environment: recovery finds the last checkpoint and
+    // has no transaction to redo or undo. After a crash it prints
+    // "Recovery starting from [f][o]" and a nonzero maximum transaction id.
+    let recover = common::db_tool("recover", &["-h", &home, "-v"]);
+    assert!(
+        !recover.contains("Recovery starting from"),
+        "db5.3_recover replayed the log of a cleanly stopped server:\n{recover}"
+    );
+    assert!(
+        recover.contains("Maximum transaction ID 0 "),
+        "db5.3_recover saw transactions:\n{recover}"
+    );
+    let verify = common::db_tool("verify", &["-h", &home, "seedq"]);
+    assert!(verify.contains("succeeded"), "db5.3_verify:\n{verify}");
+    let verify = common::db_tool("verify", &["-h", &home, "queue.list"]);
+    assert!(verify.contains("succeeded"), "db5.3_verify:\n{verify}");
+    // The 10 messages not taken are still there.
+    assert_eq!(common::dump_lines(&site.home(), "seedq").len(), 10);
+}
