@@ -266,6 +266,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
         }
         c.record_len = v as u32;
     }
+    // A DB_QUEUE page holds a 28-byte header and records of 1 + -B bytes.
+    let max_record = c.page_size - 29;
+    if c.record_len > max_record {
+        return Err(ConfigError(format!(
+            "Illegal argument \"B\": records of {} bytes do not fit a {}-byte page (-A); at most {max_record}",
+            c.record_len, c.page_size
+        )));
+    }
     if let Some(v) = num("D")? {
         c.deadlock_ms = v;
     }
@@ -311,6 +319,9 @@ mod tests {
         assert!(parse(&args("-t 0")).is_err());
         assert!(parse(&args("-e 101")).is_err());
         assert!(parse(&args("-A 1000")).is_err());
+        assert!(parse(&args("-B 4068")).is_err());
+        assert!(parse(&args("-B 4067")).is_ok());
+        assert!(parse(&args("-A 8192 -B 4096")).is_ok());
         assert!(parse(&args("-x"))
             .unwrap_err()
             .0

@@ -195,3 +195,13 @@ pub fn daemonize() -> io::Result<DaemonReady> {
         }
     }
 }
+
+/// Lets the kernel write core files again after a uid change, which
+/// otherwise turns them off (-r with -u).
+pub fn allow_core_dumps() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 1) has no memory effects.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

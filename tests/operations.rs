@@ -646,6 +646,23 @@ fn core_limit_raised_and_cwd_kept_with_r() {
     daemon.stop_with(libc::SIGTERM);
 }
 
+/// -r with -u keeps the process dumpable after the uid change (the kernel
+/// turns core dumps off on setuid otherwise): its /proc files then belong
+/// to the user instead of root.
+#[test]
+fn core_dumps_stay_possible_after_switching_user() {
+    if skip_unless_root("core_after_u") {
+        return;
+    }
+    let site = Site::owned_by("coreu", "nobody");
+    let (mut daemon, _) = start_tcp(&site, &["-u", "nobody", "-r"]);
+    let owner = fs::metadata(format!("/proc/{}/environ", daemon.pid))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_eq!(owner, user_ids("nobody").0, "process not dumpable after -u");
+    daemon.stop_with(libc::SIGTERM);
+}
+
 /// -r fails loudly (exit 1) when the hard core limit is 0.
 #[test]
 fn core_limit_zero_hard_limit_is_refused() {

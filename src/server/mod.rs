@@ -114,6 +114,9 @@ fn serve(
             .as_deref()
             .ok_or("can't run as root without the -u switch")?;
         os::switch_user(user).map_err(|e| format!("failed to switch to user {user}: {e}"))?;
+        if config.max_core {
+            os::allow_core_dumps().map_err(|e| format!("failed to keep core dumps on: {e}"))?;
+        }
     }
     DirBuilder::new()
         .recursive(true)
