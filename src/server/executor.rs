@@ -43,6 +43,17 @@ struct Pending {
     set_hits: u64,
 }
 
+impl Pending {
+    /// The counter delta of `queue`; the name is copied only once per
+    /// transaction.
+    fn count(&mut self, queue: &[u8]) -> &mut Counts {
+        if !self.counts.contains_key(queue) {
+            self.counts.insert(queue.to_vec(), Counts::default());
+        }
+        self.counts.get_mut(queue).expect("inserted above")
+    }
+}
+
 /// Why a transaction stopped before its commit.
 enum Stop {
     /// A deadlock victim: run the whole segment again.
@@ -221,7 +232,7 @@ impl Executor {
     ) -> bdb::Result<()> {
         if self.store.append(txn, queue, record)? {
             pending.set_hits += 1;
-            pending.counts.entry(queue.to_vec()).or_default().set += 1;
+            pending.count(queue).set += 1;
             out.extend_from_slice(reply::STORED);
         } else {
             out.extend_from_slice(reply::TOO_LARGE);
@@ -245,7 +256,7 @@ impl Executor {
             let message = record::decode(&self.record).ok_or(bdb::Error::Other(libc::EILSEQ))?;
             message.write_value(out);
             pending.get_hits += 1;
-            pending.counts.entry(queue.clone()).or_default().get += 1;
+            pending.count(queue).get += 1;
         }
         out.extend_from_slice(reply::END);
         Ok(())

@@ -100,15 +100,7 @@ impl QueueStore {
             }
             let counts = Counts::decode(&value).unwrap_or_default();
             let db = Database::open_queue(&store.env, None, &name, format, true)?;
-            let record_len = db.record_len()? as usize;
-            store.queues.insert(
-                name,
-                Queue {
-                    db,
-                    record_len,
-                    counts,
-                },
-            );
+            store.add_open(&name, db, counts)?;
         }
         log::info!(
             "opened {} queue(s) in {}",
@@ -150,15 +142,18 @@ impl QueueStore {
             }
         };
         txn.commit()?;
+        self.add_open(name, db, Counts::default())
+    }
+
+    /// Starts serving an open queue database.
+    fn add_open(&mut self, name: &[u8], db: Database, counts: Counts) -> bdb::Result<()> {
         let record_len = db.record_len()? as usize;
-        self.queues.insert(
-            name.to_vec(),
-            Queue {
-                db,
-                record_len,
-                counts: Counts::default(),
-            },
-        );
+        let queue = Queue {
+            db,
+            record_len,
+            counts,
+        };
+        self.queues.insert(name.to_vec(), queue);
         Ok(())
     }
 
@@ -178,15 +173,7 @@ impl QueueStore {
         });
         if let Err(e) = result {
             let db = Database::open_queue(&self.env, None, name, self.format, false)?;
-            let record_len = db.record_len()? as usize;
-            self.queues.insert(
-                name.to_vec(),
-                Queue {
-                    db,
-                    record_len,
-                    counts,
-                },
-            );
+            self.add_open(name, db, counts)?;
             return Err(e);
         }
         Ok(true)
