@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 /// A server on a fresh home. Bind as `let (home, server)` so the server
 /// stops before the home is removed.
@@ -444,4 +445,73 @@ fn assert_error_line(line: &[u8]) {
         "reply to garbage: {}",
         show(line)
     );
+}
+
+/// Whether `client` answers `version` within `wait`.
+fn answers_version(client: &mut Client, wait: Duration) -> bool {
+    client.send(b"version\r\n");
+    client.stream.set_read_timeout(Some(wait)).unwrap();
+    let line = client.try_read_line();
+    client.stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    line.as_deref() == Some(&VERSION[..VERSION.len() - 2])
+}
+
+/// Out of file descriptors (EMFILE), waiting connections stay in the
+/// backlog and are served as soon as other connections close.
+#[test]
+fn connections_waiting_on_emfile_are_served_after_others_close() {
+    let dir = TempDir::new("emfile");
+    let port = free_port();
+    let script = format!(
+        "ulimit -n 64 && exec {} -H {}/home -p {port} -u root -c 1000",
+        env!("CARGO_BIN_EXE_memcacheq"),
+        dir.path().display()
+    );
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn bash");
+    let guard = KillOnDrop(child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut served = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..80 {
+        let mut c = Client::connect(port);
+        if waiting.is_empty() && answers_version(&mut c, Duration::from_millis(500)) {
+            served.push(c);
+        } else {
+            waiting.push(c);
+        }
+    }
+    assert!(
+        !waiting.is_empty(),
+        "64 descriptors should not hold 80 clients"
+    );
+    assert!(served.len() >= waiting.len(), "too few served to free room");
+    served.truncate(served.len() - waiting.len());
+    for (i, c) in waiting.iter_mut().enumerate() {
+        // The first one already asked while we probed.
+        if i > 0 {
+            c.send(b"version\r\n");
+        }
+        c.expect(VERSION);
+    }
+    drop(guard);
+    let _ = child.wait();
+}
+
+/// Kills a process when the test ends, passed or not.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) takes plain integers.
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+    }
 }

@@ -57,6 +57,8 @@ pub struct Reactor {
     signals: UnixStream,
     /// Connection slots, indexed by token.
     conns: Vec<Option<Connection>>,
+    /// Accepting stopped on an error such as EMFILE; retried on close.
+    accept_paused: bool,
     /// Number given to the last accepted connection.
     next_conn_id: u64,
     /// Free slots in `conns`.
@@ -108,6 +110,7 @@ impl Reactor {
             conns: Vec::new(),
             free: Vec::new(),
             next_conn_id: 0,
+            accept_paused: false,
             ready: Vec::new(),
             parser,
             executor,
@@ -174,8 +177,11 @@ impl Reactor {
                 Err(e) if would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // Typically EMFILE: leave the rest in the backlog.
+                    // Typically EMFILE: the rest wait in the backlog, and
+                    // accepting resumes when a connection closes (no new
+                    // edge would come for connections already waiting).
                     log::error!("accept failed: {e}");
+                    self.accept_paused = true;
                     return;
                 }
             }
@@ -489,6 +495,10 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.curr_connections -= 1;
             self.free.push(index);
+        }
+        if self.accept_paused {
+            self.accept_paused = false;
+            self.accept_all();
         }
     }
 }
