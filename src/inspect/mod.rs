@@ -174,6 +174,15 @@ fn open_env(home: &Path, private: Option<Subsystems>) -> Result<Env, String> {
     }
 }
 
+/// An environment in which database files can be opened (-d, -Q).
+fn open_for_databases(home: &Path) -> Result<Env, String> {
+    let subsystems = Subsystems {
+        mpool: true,
+        log: false,
+    };
+    open_env(home, Some(subsystems))
+}
+
 /// Runs `memcacheq-stat` with `argv` (without the program name); returns
 /// the exit status.
 pub fn stat_main(argv: &[String]) -> i32 {
@@ -221,13 +230,7 @@ fn run(args: &Args) -> Result<(), String> {
                 .map_err(|e| format!("{report:?} statistics: {e}"))
         }
         Request::Database(file) => {
-            let env = open_env(
-                &args.home,
-                Some(Subsystems {
-                    mpool: true,
-                    log: false,
-                }),
-            )?;
+            let env = open_for_databases(&args.home)?;
             let db = Database::open_readonly(&env, file.as_bytes())
                 .map_err(|e| format!("DB->open: {file}: {e}"))?;
             let flags = if args.fast {
@@ -239,13 +242,7 @@ fn run(args: &Args) -> Result<(), String> {
                 .map_err(|e| format!("DB->stat_print: {file}: {e}"))
         }
         Request::Queues { only, peek } => {
-            let env = open_env(
-                &args.home,
-                Some(Subsystems {
-                    mpool: true,
-                    log: false,
-                }),
-            )?;
+            let env = open_for_databases(&args.home)?;
             overview::run(&env, &args.home, only.as_deref(), *peek, args.json)
         }
     }
