@@ -37,6 +37,14 @@ pub const STORED: &[u8] = b"STORED\r\n";
 pub const END: &[u8] = b"END\r\n";
 pub const VERSION: &[u8] = b"VERSION 0.2.1\r\n";
 
+/// `stats queue` of the MemcacheQ 0.2.1 fixture homes (tests/fixtures).
+pub const ORIGINAL_QUEUE_STATS: [&str; 4] = [
+    "STAT big 1/0",
+    "STAT bin.q-1 20/0",
+    "STAT empty 1/1",
+    "STAT jobs 50/10",
+];
+
 /// Bytes shown with non-printable characters escaped, for assertion messages.
 pub fn show(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
