@@ -16,7 +16,16 @@ pub struct NameRules {
     /// Longest name whose every extent file name (`__dbq.<name>.<n>`) fits
     /// in a file name; a longer one would be created but never written
     /// (the original's "ghost queues").
-    max_len: usize,
+    max_create_len: usize,
+}
+
+/// Why a new queue may not have a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRefusal {
+    /// Not a safe file name, or one with control bytes.
+    BadName,
+    /// Its extent file names could outgrow the file-name limit.
+    TooLongForExtents,
 }
 
 impl NameRules {
@@ -25,7 +34,7 @@ impl NameRules {
     pub fn new(record_len: u32, page_size: u32, extent_pages: u32) -> NameRules {
         if extent_pages == 0 {
             return NameRules {
-                max_len: MAX_KEY_LEN,
+                max_create_len: MAX_KEY_LEN,
             };
         }
         // A lower bound on records per page (the page header and per-record
@@ -36,18 +45,33 @@ impl NameRules {
         let digits = last_extent.to_string().len();
         let fixed = "__dbq.".len() + ".".len() + digits;
         NameRules {
-            max_len: MAX_KEY_LEN.min(MAX_FILE_NAME - fixed),
+            max_create_len: MAX_KEY_LEN.min(MAX_FILE_NAME - fixed),
         }
     }
 
-    /// Whether `name` may name a queue.
-    pub fn allows(&self, name: &[u8]) -> bool {
+    /// Whether `name` may name an existing queue: a key the protocol allows
+    /// that, as a file name, stays inside the home and clear of Berkeley
+    /// DB's own files. Lookups (`get`, `delete`) and queues found in a home
+    /// use this rule, so every queue the original could create is served.
+    pub fn is_safe(&self, name: &[u8]) -> bool {
         !name.is_empty()
-            && name.len() <= self.max_len
-            && !name.iter().any(|&b| b == b'/' || b < 0x20 || b == 0x7f)
+            && name.len() <= MAX_KEY_LEN
+            && !name.contains(&b'/')
             && name != b"."
             && name != b".."
             && !is_reserved(name)
+    }
+
+    /// Whether a new queue may be created under `name`: a safe name without
+    /// control bytes, short enough for every extent file it may need.
+    pub fn check_new(&self, name: &[u8]) -> Result<(), CreateRefusal> {
+        if !self.is_safe(name) || name.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return Err(CreateRefusal::BadName);
+        }
+        if name.len() > self.max_create_len {
+            return Err(CreateRefusal::TooLongForExtents);
+        }
+        Ok(())
     }
 }
 
@@ -75,24 +99,43 @@ mod tests {
             b"log.0000000001",
             b".",
             b"..",
-            b"a\tb",
             b"",
             b"DB_CONFIG",
         ] {
-            assert!(!r.allows(bad), "{:?}", String::from_utf8_lossy(bad));
+            let shown = String::from_utf8_lossy(bad);
+            assert!(!r.is_safe(bad), "{shown}");
+            assert_eq!(r.check_new(bad), Err(CreateRefusal::BadName), "{shown}");
         }
         for good in [&b"jobs"[..], b"bin.q-1", b"log.x", b"..x", b"x.."] {
-            assert!(r.allows(good));
+            assert!(r.is_safe(good));
+            assert_eq!(r.check_new(good), Ok(()));
         }
     }
 
     #[test]
-    fn names_too_long_for_extent_files_are_refused() {
+    fn control_bytes_can_be_looked_up_but_not_created() {
         let r = NameRules::new(1024, 4096, 16384);
-        assert!(r.allows(&[b'a'; 240]));
-        assert!(!r.allows(&[b'a'; 248]));
+        assert!(r.is_safe(b"q\t"));
+        assert_eq!(r.check_new(b"q\t"), Err(CreateRefusal::BadName));
+    }
+
+    #[test]
+    fn names_too_long_for_extent_files_are_not_created() {
+        let r = NameRules::new(1024, 4096, 16384);
+        assert_eq!(r.check_new(&[b'a'; 243]), Ok(()));
+        for len in [244, 248, 250] {
+            assert!(r.is_safe(&vec![b'a'; len]));
+            assert_eq!(
+                r.check_new(&vec![b'a'; len]),
+                Err(CreateRefusal::TooLongForExtents)
+            );
+        }
+        assert!(!r.is_safe(&[b'a'; 251]));
         let no_extents = NameRules::new(1024, 4096, 0);
-        assert!(no_extents.allows(&[b'a'; 250]));
-        assert!(!no_extents.allows(&[b'a'; 251]));
+        assert_eq!(no_extents.check_new(&[b'a'; 250]), Ok(()));
+        assert_eq!(
+            no_extents.check_new(&[b'a'; 251]),
+            Err(CreateRefusal::BadName)
+        );
     }
 }

@@ -189,8 +189,8 @@ impl Database {
     }
 
     /// Takes the oldest record off a queue into `buf` (sized to the record
-    /// length); `Ok(false)` when the queue is empty.
-    pub fn consume(&self, txn: &Txn<'_>, buf: &mut [u8]) -> Result<bool> {
+    /// length); returns its record number, `None` when the queue is empty.
+    pub fn consume(&self, txn: &Txn<'_>, buf: &mut [u8]) -> Result<Option<u32>> {
         let mut recno: u32 = 0;
         let mut key = output(bytes_of_mut(&mut recno));
         let mut data = output(buf);
@@ -206,8 +206,8 @@ impl Database {
             )
         };
         match check(rc) {
-            Ok(()) => Ok(true),
-            Err(Error::NotFound) | Err(Error::KeyEmpty) => Ok(false),
+            Ok(()) => Ok(Some(recno)),
+            Err(Error::NotFound) | Err(Error::KeyEmpty) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -3,8 +3,14 @@
 pub enum Command {
     /// `set`: append `record` (already in the on-disk layout) to `queue`.
     Set { queue: Vec<u8>, record: Vec<u8> },
-    /// `get`: take the oldest message off each named queue, in order.
-    Get { queues: Vec<Vec<u8>> },
+    /// `get` (or `gets`, with `cas`): take the oldest message off each
+    /// named queue, in order.
+    Get {
+        queues: Vec<Vec<u8>>,
+        /// `gets`: each `VALUE` line also carries the message's record
+        /// number as its cas unique.
+        cas: bool,
+    },
     /// `delete`: remove a queue and all its messages.
     Delete { queue: Vec<u8> },
     /// `stats`: the general counters.
@@ -32,16 +38,6 @@ pub enum Command {
     ReplyAndClose(&'static [u8]),
 }
 
-impl Command {
-    /// Whether executing this command reads or writes queue data.
-    pub fn touches_storage(&self) -> bool {
-        matches!(
-            self,
-            Command::Set { .. } | Command::Get { .. } | Command::Delete { .. }
-        )
-    }
-}
-
 impl std::fmt::Display for Command {
     /// A one-line summary for -vv logging (never the message data).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,9 +46,10 @@ impl std::fmt::Display for Command {
             Command::Set { queue, record } => {
                 write!(f, "set {} ({} byte record)", name(queue), record.len())
             }
-            Command::Get { queues } => {
+            Command::Get { queues, cas } => {
                 let names: Vec<String> = queues.iter().map(|q| name(q)).collect();
-                write!(f, "get {}", names.join(" "))
+                let verb = if *cas { "gets" } else { "get" };
+                write!(f, "{verb} {}", names.join(" "))
             }
             Command::Delete { queue } => write!(f, "delete {}", name(queue)),
             Command::Reply(text) | Command::ReplyAndClose(text) => {

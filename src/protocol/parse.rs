@@ -3,7 +3,7 @@
 use super::command::Command;
 use super::numbers;
 use super::reply;
-use crate::queue_name::{NameRules, MAX_KEY_LEN};
+use crate::queue_name::NameRules;
 use crate::storage::record;
 
 /// Longest command line other than `get` (SPEC.md section 4, item 4).
@@ -16,6 +16,9 @@ pub const MAX_GET_LINE: usize = 512 * 1024;
 pub struct Frame {
     /// What to execute or answer.
     pub command: Command,
+    /// The client ended the line with memcached's `noreply`: the command
+    /// runs as without it, and no reply line is sent, not even an error.
+    pub noreply: bool,
     /// Bytes of the buffer this frame used.
     pub consumed: usize,
     /// Bytes of a refused data block still to be discarded after `consumed`,
@@ -27,11 +30,34 @@ impl Frame {
     fn new(command: Command, consumed: usize) -> Frame {
         Frame {
             command,
+            noreply: false,
             consumed,
             discard: 0,
         }
     }
 }
+
+/// Commands whose last token may be memcached's `noreply`. The ones we do
+/// not support are listed too, so that a client which sent `noreply` and
+/// reads nothing is never handed a stale `ERROR` for its next request.
+const TAKES_NOREPLY: [&[u8]; 12] = [
+    b"set",
+    b"add",
+    b"replace",
+    b"append",
+    b"prepend",
+    b"cas",
+    b"delete",
+    b"verbosity",
+    b"incr",
+    b"decr",
+    b"touch",
+    b"flush_all",
+];
+
+/// Storage commands other than `set`: `<cmd> <key> <flags> <exptime>
+/// <bytes>` (`cas` adds `<cas unique>`), each followed by a data block.
+const UNSUPPORTED_STORAGE: [&[u8]; 5] = [b"add", b"replace", b"append", b"prepend", b"cas"];
 
 /// Parses requests under the storage configuration's limits.
 #[derive(Debug, Clone, Copy)]
@@ -76,9 +102,34 @@ impl Parser {
         let Some((&name, args)) = tokens.split_first() else {
             return Some(Frame::new(Command::Reply(reply::ERROR), consumed));
         };
+        let noreply = TAKES_NOREPLY.contains(&name) && args.last() == Some(&&b"noreply"[..]);
+        let args = if noreply {
+            &args[..args.len() - 1]
+        } else {
+            args
+        };
+        let mut frame = self.parse_command(name, args, buf, consumed)?;
+        frame.noreply = noreply;
+        Some(frame)
+    }
+
+    /// The frame of command `name` with `args` (without `noreply`), whose
+    /// line is the first `consumed` bytes of `buf`.
+    fn parse_command(
+        &self,
+        name: &[u8],
+        args: &[&[u8]],
+        buf: &[u8],
+        consumed: usize,
+    ) -> Option<Frame> {
         let command = match (name, args.len()) {
-            (b"get", 1..) => self.get(args),
+            (b"get", 1..) => self.get(args, false),
+            (b"gets", 1..) => self.get(args, true),
             (b"set", 4) => return self.set(args, buf, consumed),
+            (b"set", _) => return Some(unsupported_storage(args, consumed)),
+            (name, _) if UNSUPPORTED_STORAGE.contains(&name) => {
+                return Some(unsupported_storage(args, consumed))
+            }
             (b"delete", 1..=2) => self.delete(args[0]),
             (b"stats", 0) => Command::Stats,
             (b"stats", _) => match args[0] {
@@ -87,7 +138,10 @@ impl Parser {
                 _ => Command::Reply(reply::ERROR),
             },
             (b"version", 0) => Command::Version,
-            (b"verbosity", 1) => Command::Verbosity,
+            (b"verbosity", 1) => match numbers::verbosity(args[0]) {
+                Some(_) => Command::Verbosity,
+                None => Command::Reply(reply::BAD_FORMAT),
+            },
             (b"quit", 0) => Command::Quit,
             (b"db_checkpoint", 0) => Command::Checkpoint,
             (b"db_archive", 0) => Command::Archive,
@@ -96,18 +150,22 @@ impl Parser {
         Some(Frame::new(command, consumed))
     }
 
+    /// Whether `key` may name a queue here. Names that may not be created
+    /// (control bytes, too long for extent files) still pass: they are
+    /// refused when a `set` would create them, and looked up otherwise.
     fn valid_key(&self, key: &[u8]) -> bool {
-        key.len() <= MAX_KEY_LEN && self.names.allows(key)
+        self.names.is_safe(key)
     }
 
     /// Every key is checked before anything runs, so a bad key late in the
     /// line cannot leave earlier messages consumed and unanswered.
-    fn get(&self, keys: &[&[u8]]) -> Command {
+    fn get(&self, keys: &[&[u8]], cas: bool) -> Command {
         if !keys.iter().all(|k| self.valid_key(k)) {
             return Command::Reply(reply::BAD_FORMAT);
         }
         Command::Get {
             queues: keys.iter().map(|k| k.to_vec()).collect(),
+            cas,
         }
     }
 
@@ -131,9 +189,8 @@ impl Parser {
         let block = len + 2;
         let refuse = |answer| {
             Some(Frame {
-                command: Command::Reply(answer),
-                consumed: line_len,
                 discard: block,
+                ..Frame::new(Command::Reply(answer), line_len)
             })
         };
         let flags = numbers::flags(flags);
@@ -161,6 +218,18 @@ impl Parser {
             record: rec,
         };
         Some(Frame::new(command, end))
+    }
+}
+
+/// A storage command we do not run (`add`, `cas`, ..., or `set` with the
+/// wrong number of arguments): `ERROR`, and when its length (the fourth
+/// argument) is valid, its data block is read and thrown away, so the
+/// message body never runs as a command and the client gets one line.
+fn unsupported_storage(args: &[&[u8]], line_len: usize) -> Frame {
+    let block = args.get(3).and_then(|len| numbers::data_len(len));
+    Frame {
+        discard: block.map_or(0, |len| len + 2),
+        ..Frame::new(Command::Reply(reply::ERROR), line_len)
     }
 }
 
@@ -215,7 +284,7 @@ mod tests {
             (f.command, f.discard),
             (Command::Reply(reply::BAD_FORMAT), 0)
         );
-        let f = one(b"set q 4294967296 0 1\r\n");
+        let f = one(b"set q 18446744073709551616 0 1\r\n");
         assert_eq!(
             (f.command, f.discard),
             (Command::Reply(reply::BAD_FORMAT), 3)
@@ -230,13 +299,86 @@ mod tests {
         assert_eq!(one(b"stats  queue  x\r\n").command, Command::StatsQueue);
         assert_eq!(one(b"set q 0 0\r\n").command, Command::Reply(reply::ERROR));
         assert_eq!(one(b"get\r\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"delete q 0\r\n").command, delete_q());
         assert_eq!(
-            one(b"delete q noreply\r\n").command,
-            Command::Delete {
-                queue: b"q".to_vec()
+            one(b"delete q 0 0\r\n").command,
+            Command::Reply(reply::ERROR)
+        );
+        assert_eq!(one(b"incr q 1\r\n").command, Command::Reply(reply::ERROR));
+    }
+
+    fn delete_q() -> Command {
+        Command::Delete {
+            queue: b"q".to_vec(),
+        }
+    }
+
+    #[test]
+    fn noreply_is_taken_off_and_remembered() {
+        let f = one(b"delete q noreply\r\n");
+        assert_eq!((f.command, f.noreply), (delete_q(), true));
+        let f = one(b"delete q 0 noreply\r\n");
+        assert_eq!((f.command, f.noreply), (delete_q(), true));
+        let f = one(b"set q 0 0 1 noreply\r\nx\r\n");
+        assert!(f.noreply && matches!(f.command, Command::Set { .. }));
+        let f = one(b"set ../x 0 0 1 noreply\r\n");
+        assert_eq!((f.noreply, f.discard), (true, 3));
+        let f = one(b"flush_all noreply\r\n");
+        assert_eq!((f.command, f.noreply), (Command::Reply(reply::ERROR), true));
+        // `get` takes no noreply: there it is a queue name.
+        let f = one(b"get q noreply\r\n");
+        assert!(!f.noreply);
+        assert_eq!(
+            f.command,
+            Command::Get {
+                queues: vec![b"q".to_vec(), b"noreply".to_vec()],
+                cas: false
             }
         );
-        assert_eq!(one(b"gets q\r\n").command, Command::Reply(reply::ERROR));
+    }
+
+    #[test]
+    fn gets_is_a_get_with_cas() {
+        assert_eq!(
+            one(b"gets a b\r\n").command,
+            Command::Get {
+                queues: vec![b"a".to_vec(), b"b".to_vec()],
+                cas: true
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_storage_commands_swallow_a_valid_block() {
+        for line in [
+            &b"add q 0 0 5\r\n"[..],
+            b"replace q 0 0 5 noreply\r\n",
+            b"append q 0 0 5\r\n",
+            b"prepend q 0 0 5\r\n",
+            b"cas q 0 0 5 77\r\n",
+            b"set q 0 0 5 junk\r\n",
+        ] {
+            let f = one(line);
+            let shown = String::from_utf8_lossy(line);
+            assert_eq!(f.command, Command::Reply(reply::ERROR), "{shown}");
+            assert_eq!((f.consumed, f.discard), (line.len(), 7), "{shown}");
+        }
+        let f = one(b"add q 0 0 x\r\n");
+        assert_eq!((f.command, f.discard), (Command::Reply(reply::ERROR), 0));
+    }
+
+    #[test]
+    fn tabs_belong_to_keys_and_long_names_can_be_looked_up() {
+        let f = one(b"get q\t\r\n");
+        assert_eq!(
+            f.command,
+            Command::Get {
+                queues: vec![b"q\t".to_vec()],
+                cas: false
+            }
+        );
+        let long = format!("get {}\r\n", "x".repeat(250));
+        assert!(matches!(one(long.as_bytes()).command, Command::Get { .. }));
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub const RESET: &[u8] = b"RESET\r\n";
 pub const ERROR: &[u8] = b"ERROR\r\n";
 pub const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
 pub const BAD_CHUNK: &[u8] = b"CLIENT_ERROR bad data chunk\r\n";
+pub const NAME_TOO_LONG_FOR_EXTENTS: &[u8] =
+    b"CLIENT_ERROR queue name too long for its extent file names\r\n";
 pub const LINE_TOO_LONG: &[u8] = b"CLIENT_ERROR line too long\r\n";
 pub const TOO_LARGE: &[u8] = b"SERVER_ERROR out of memory storing object\r\n";
 pub const DELETE_FAILED: &[u8] = b"SERVER_ERROR while delete a item\r\n";

@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 
 use super::socket::Stream;
-use crate::protocol::{Command, Parser};
+use crate::protocol::{Frame, Parser};
 
 /// Bytes asked of the socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -34,10 +34,17 @@ pub struct Connection {
     /// Replies not yet written start at `output[written..]`.
     output: Vec<u8>,
     written: usize,
-    /// Close once the output is written (`quit`, a fatal client error).
+    /// Nothing more of this client's input will run (`quit`, a fatal
+    /// client error, or its end of input): close once every command already
+    /// taken is answered and the answers are written.
     pub closing: bool,
-    /// The client closed its sending side.
-    pub peer_closed: bool,
+    /// The poller reported the peer's end of input: read on to the end of
+    /// the stream even after a short read, or the FIN would go unseen (no
+    /// new edge comes for it).
+    pub eof_reported: bool,
+    /// Commands taken from this connection whose replies are not yet
+    /// queued (they wait for their turn's commit and log flush).
+    pub in_flight: usize,
     /// Whether the poller is asked for writability.
     pub wants_writable: bool,
     /// Whether the connection is already in the reactor's ready list.
@@ -56,7 +63,8 @@ impl Connection {
             output: Vec::new(),
             written: 0,
             closing: false,
-            peer_closed: false,
+            eof_reported: false,
+            in_flight: 0,
             wants_writable: false,
             queued: false,
         }
@@ -81,14 +89,13 @@ impl Connection {
                 self.filled += n;
             }
             match result {
-                Ok(0) => {
-                    self.peer_closed = true;
-                    return Ok((total, ReadState::Closed));
-                }
+                Ok(0) => return Ok((total, ReadState::Closed)),
                 // A short read emptied the socket buffer: any later data
                 // raises a new edge, so the extra read that would only say
                 // WouldBlock is skipped (one system call per turn saved).
-                Ok(n) if n < room => return Ok((total + n, ReadState::Drained)),
+                Ok(n) if n < room && !self.eof_reported => {
+                    return Ok((total + n, ReadState::Drained))
+                }
                 Ok(n) => total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok((total, ReadState::Drained))
@@ -108,8 +115,9 @@ impl Connection {
         }
     }
 
-    /// The next complete command in the input, if any.
-    pub fn next_command(&mut self, parser: &Parser) -> Option<Command> {
+    /// The next complete request in the input, if any; its bytes are
+    /// consumed.
+    pub fn next_frame(&mut self, parser: &Parser) -> Option<Frame> {
         if self.discard > 0 {
             let n = self.discard.min(self.unparsed() as u64);
             self.parsed += n as usize;
@@ -121,7 +129,7 @@ impl Connection {
         let frame = parser.parse(&self.input[self.parsed..self.filled])?;
         self.parsed += frame.consumed;
         self.discard = frame.discard;
-        Some(frame.command)
+        Some(frame)
     }
 
     /// Whether unparsed bytes remain (a partial command, or more commands).
@@ -136,6 +144,12 @@ impl Connection {
     /// Bytes of reply waiting to be written.
     pub fn pending_output(&self) -> usize {
         self.output.len() - self.written
+    }
+
+    /// Whether the connection has nothing left to do: no more input will
+    /// run, and everything taken has been answered and written.
+    pub fn finished(&self) -> bool {
+        self.closing && self.in_flight == 0 && self.pending_output() == 0
     }
 
     /// Writes as much pending output as the socket takes; returns the bytes

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use crate::bdb::{self, Txn};
 use crate::protocol::{reply, Command};
+use crate::queue_name::CreateRefusal;
 use crate::stats::{Stats, VERSION};
 use crate::storage::record;
 use crate::storage::{Counts, QueueStore};
@@ -29,6 +30,9 @@ pub enum Origin {
 pub struct Entry {
     pub origin: Origin,
     pub command: Command,
+    /// The client asked for no reply (memcached's `noreply`): the reply is
+    /// made as usual but never sent.
+    pub noreply: bool,
     /// The reply bytes, sent once the turn has committed.
     pub reply: Vec<u8>,
 }
@@ -114,7 +118,8 @@ impl Executor {
     /// Runs set/get commands in one transaction, retrying deadlock victims
     /// and leaving out commands that fail on their own.
     fn run_transaction(&mut self, entries: &mut [Entry], stats: &mut Stats) {
-        let mut failed = vec![false; entries.len()];
+        // The reply of each command left out of the transaction.
+        let mut failed: Vec<Option<&'static [u8]>> = vec![None; entries.len()];
         self.create_missing_queues(entries, &mut failed);
         let mut retries = 0;
         loop {
@@ -134,7 +139,10 @@ impl Executor {
                 }
                 Err(Stop::Failed(i, e)) => {
                     log::error!("command failed, running the others without it: {e}");
-                    failed[i] = true;
+                    failed[i] = Some(match entries[i].command {
+                        Command::Set { .. } => reply::NOT_STORED,
+                        _ => reply::STORAGE_FAILED,
+                    });
                 }
                 Err(Stop::Txn(e)) => {
                     log::error!("transaction failed, nothing of it acknowledged: {e}");
@@ -145,27 +153,35 @@ impl Executor {
     }
 
     /// Queue creation commits on its own, before the transaction that
-    /// stores into the new queue.
-    fn create_missing_queues(&mut self, entries: &[Entry], failed: &mut [bool]) {
+    /// stores into the new queue. A name that may not be created is
+    /// refused here rather than by the parser, so that existing queues with
+    /// such names (written by the original) are still served.
+    fn create_missing_queues(&mut self, entries: &[Entry], failed: &mut [Option<&'static [u8]>]) {
         for (i, e) in entries.iter().enumerate() {
-            if let Command::Set { queue, .. } = &e.command {
-                if !self.store.contains(queue) {
-                    if let Err(err) = self.store.create(queue) {
-                        log::error!(
-                            "creating queue {:?} failed: {err}",
-                            String::from_utf8_lossy(queue)
-                        );
-                        failed[i] = true;
-                    }
-                }
+            let Command::Set { queue, .. } = &e.command else {
+                continue;
+            };
+            if self.store.contains(queue) {
+                continue;
             }
+            failed[i] = match self.store.name_rules().check_new(queue) {
+                Err(CreateRefusal::BadName) => Some(reply::BAD_FORMAT),
+                Err(CreateRefusal::TooLongForExtents) => Some(reply::NAME_TOO_LONG_FOR_EXTENTS),
+                Ok(()) => self.store.create(queue).err().map(|err| {
+                    log::error!(
+                        "creating queue {:?} failed: {err}",
+                        String::from_utf8_lossy(queue)
+                    );
+                    reply::NOT_STORED
+                }),
+            };
         }
     }
 
     fn try_transaction(
         &mut self,
         entries: &mut [Entry],
-        failed: &[bool],
+        failed: &[Option<&'static [u8]>],
         pending: &mut Pending,
     ) -> Result<(), Stop> {
         // A clone, so the transaction does not borrow `self`.
@@ -175,20 +191,22 @@ impl Executor {
             let result = match &e.command {
                 Command::Set { queue, record } => {
                     pending.set_cmds += 1;
-                    if failed[i] {
-                        e.reply.extend_from_slice(reply::NOT_STORED);
-                        Ok(())
-                    } else {
-                        self.set(&txn, queue, record, &mut e.reply, pending)
+                    match failed[i] {
+                        Some(refusal) => {
+                            e.reply.extend_from_slice(refusal);
+                            Ok(())
+                        }
+                        None => self.set(&txn, queue, record, &mut e.reply, pending),
                     }
                 }
-                Command::Get { queues } => {
+                Command::Get { queues, cas } => {
                     pending.get_cmds += queues.len() as u64;
-                    if failed[i] {
-                        e.reply.extend_from_slice(reply::STORAGE_FAILED);
-                        Ok(())
-                    } else {
-                        self.get(&txn, queues, &mut e.reply, pending)
+                    match failed[i] {
+                        Some(refusal) => {
+                            e.reply.extend_from_slice(refusal);
+                            Ok(())
+                        }
+                        None => self.get(&txn, queues, *cas, &mut e.reply, pending),
                     }
                 }
                 other => {
@@ -240,21 +258,23 @@ impl Executor {
         Ok(())
     }
 
+    /// `get`, or `gets` with `cas`: the record number is the cas unique.
     fn get(
         &mut self,
         txn: &Txn<'_>,
         queues: &[Vec<u8>],
+        cas: bool,
         out: &mut Vec<u8>,
         pending: &mut Pending,
     ) -> bdb::Result<()> {
         for queue in queues {
-            if !self.store.consume(txn, queue, &mut self.record)? {
+            let Some(recno) = self.store.consume(txn, queue, &mut self.record)? else {
                 continue;
-            }
+            };
             // An undecodable record fails the command, and the abort puts
             // the message back: a server error never takes a message.
             let message = record::decode(&self.record).ok_or(bdb::Error::Other(libc::EILSEQ))?;
-            message.write_value(out);
+            message.write_value(out, cas.then_some(u64::from(recno)));
             pending.get_hits += 1;
             pending.count(queue).get += 1;
         }

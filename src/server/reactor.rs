@@ -150,6 +150,9 @@ impl Reactor {
                     FLUSHED => self.release_durable(),
                     UDP => self.udp_ready = true,
                     Token(i) => {
+                        if event.is_read_closed() || event.is_error() {
+                            self.eof_reported(i);
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(i);
                         }
@@ -215,6 +218,12 @@ impl Reactor {
         self.stats.curr_connections += 1;
         self.stats.total_connections += 1;
         self.mark_ready(index);
+    }
+
+    fn eof_reported(&mut self, index: usize) {
+        if let Some(Some(conn)) = self.conns.get_mut(index) {
+            conn.eof_reported = true;
+        }
     }
 
     fn mark_ready(&mut self, index: usize) {
@@ -283,7 +292,7 @@ impl Reactor {
     fn deliver(&mut self, mut entries: Vec<Entry>) {
         let mut touched = Vec::new();
         let mut datagram_reply: Option<(Origin, Vec<u8>)> = None;
-        for entry in entries.drain(..) {
+        for mut entry in entries.drain(..) {
             if log::log_enabled!(log::Level::Debug) {
                 let first_line = entry
                     .reply
@@ -296,6 +305,9 @@ impl Reactor {
                     entry.command,
                     String::from_utf8_lossy(first_line).trim_end()
                 );
+            }
+            if entry.noreply {
+                entry.reply.clear();
             }
             if let Some((origin, reply)) = datagram_reply.take() {
                 if origin == entry.origin {
@@ -317,9 +329,9 @@ impl Reactor {
             if conn.id != id {
                 continue;
             }
-            conn.queue_reply(&entry.reply);
-            if matches!(entry.command, Command::Quit | Command::ReplyAndClose(_)) {
-                conn.closing = true;
+            conn.in_flight -= 1;
+            if !entry.noreply {
+                conn.queue_reply(&entry.reply);
             }
             if touched.last() != Some(&index) {
                 touched.push(index);
@@ -366,14 +378,16 @@ impl Reactor {
         };
         let mut count = 0;
         while count < COMMANDS_PER_CONNECTION {
-            let Some(command) = conn.next_command(&self.parser) else {
+            let Some(frame) = conn.next_frame(&self.parser) else {
                 break;
             };
             count += 1;
-            let closes = matches!(command, Command::Quit | Command::ReplyAndClose(_));
+            let closes = matches!(frame.command, Command::Quit | Command::ReplyAndClose(_));
+            conn.in_flight += 1;
             self.entries.push(Entry {
                 origin: Origin::Conn { index, id: conn.id },
-                command,
+                command: frame.command,
+                noreply: frame.noreply,
                 reply: Vec::new(),
             });
             if closes {
@@ -381,20 +395,24 @@ impl Reactor {
                 return Gathered::Done;
             }
         }
-        if state == ReadState::Closed {
-            // What a vanished client left unfinished is dropped; replies to
-            // what it finished are still sent.
-            if count == 0 && conn.pending_output() == 0 {
-                return Gathered::Gone;
-            }
-            conn.closing = true;
-            return Gathered::Done;
+        if count == COMMANDS_PER_CONNECTION && conn.has_unparsed() {
+            // More complete commands may wait, after the client's FIN too.
+            return Gathered::Again;
         }
-        let more_to_parse = count == COMMANDS_PER_CONNECTION && conn.has_unparsed();
-        if more_to_parse || state == ReadState::BufferFull {
-            Gathered::Again
-        } else {
-            Gathered::Done
+        match state {
+            ReadState::Closed => {
+                // Every command the client sent before its FIN has been
+                // taken; what is left is a command it can never finish.
+                // Close once the taken ones are answered.
+                conn.closing = true;
+                if conn.finished() {
+                    Gathered::Gone
+                } else {
+                    Gathered::Done
+                }
+            }
+            ReadState::BufferFull => Gathered::Again,
+            ReadState::Drained => Gathered::Done,
         }
     }
 
@@ -434,6 +452,7 @@ impl Reactor {
                 self.entries.push(Entry {
                     origin,
                     command: frame.command,
+                    noreply: frame.noreply,
                     reply: Vec::new(),
                 });
             }
@@ -458,7 +477,7 @@ impl Reactor {
         };
         let flushed = conn.flush();
         let pending = conn.pending_output() > 0;
-        let finished = !pending && conn.closing;
+        let finished = conn.finished();
         let mut interest = None;
         if pending != conn.wants_writable {
             conn.wants_writable = pending;

@@ -65,6 +65,8 @@ pub struct QueueStore {
     queues: BTreeMap<Vec<u8>, Queue>,
     /// The format of queues created from now on.
     format: QueueFormat,
+    /// Which names may be looked up and which created.
+    names: NameRules,
 }
 
 impl QueueStore {
@@ -82,6 +84,7 @@ impl QueueStore {
             list,
             queues: BTreeMap::new(),
             format,
+            names,
         };
         let mut entries = Vec::new();
         let mut cursor = store.list.cursor()?;
@@ -91,7 +94,7 @@ impl QueueStore {
         drop(cursor);
         for (key, value) in entries {
             let name = key.strip_suffix(&[0]).unwrap_or(&key).to_vec();
-            if !names.allows(&name) {
+            if !names.is_safe(&name) {
                 log::warn!(
                     "queue.list names {:?}, which is not a safe file name; leaving it alone",
                     String::from_utf8_lossy(&name)
@@ -112,6 +115,11 @@ impl QueueStore {
 
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// The rules queue names follow under this store's format.
+    pub fn name_rules(&self) -> NameRules {
+        self.names
     }
 
     pub fn contains(&self, name: &[u8]) -> bool {
@@ -190,11 +198,16 @@ impl QueueStore {
         Ok(true)
     }
 
-    /// Takes the oldest record of `name` off in `txn` into `buf`;
-    /// `Ok(false)` when the queue is missing or empty.
-    pub fn consume(&self, txn: &Txn<'_>, name: &[u8], buf: &mut Vec<u8>) -> bdb::Result<bool> {
+    /// Takes the oldest record of `name` off in `txn` into `buf`; returns
+    /// its record number, `None` when the queue is missing or empty.
+    pub fn consume(
+        &self,
+        txn: &Txn<'_>,
+        name: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> bdb::Result<Option<u32>> {
         let Some(queue) = self.queues.get(name) else {
-            return Ok(false);
+            return Ok(None);
         };
         buf.resize(queue.record_len, 0);
         queue.db.consume(txn, buf)

@@ -723,3 +723,37 @@ impl Rng {
         (self.next_u64() >> 56) as u8
     }
 }
+
+/// Sockets on local port `port` in TCP state CLOSE-WAIT (the peer closed,
+/// the server has not), read from /proc/net/tcp and tcp6.
+pub fn close_wait_sockets(port: u16) -> usize {
+    const CLOSE_WAIT: &str = "08";
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|row| {
+                    let cols: Vec<&str> = row.split_whitespace().collect();
+                    cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == CLOSE_WAIT
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// Waits up to `wait` for no socket of `port` to be left in CLOSE-WAIT;
+/// returns how many still are.
+pub fn settle_close_wait(port: u16, wait: Duration) -> usize {
+    let deadline = Instant::now() + wait;
+    loop {
+        let n = close_wait_sockets(port);
+        if n == 0 || Instant::now() >= deadline {
+            return n;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
