@@ -85,9 +85,10 @@ fn gets_consumes_with_a_cas_unique() {
 }
 
 /// `add`, `replace`, `append`, `prepend` and `cas` with a valid length
-/// answer one `ERROR`, swallow their block and store nothing; with
+/// answer one `NOT_STORED`, swallow their block and store nothing; with
 /// `noreply` they send nothing. Without a valid length only the line is
-/// read, as before.
+/// read and the answer is the original's `ERROR`; so is a `set` with a
+/// stray fifth argument, whose block is swallowed too.
 #[test]
 fn unsupported_storage_commands_answer_one_line() {
     let (_home, server) = start(&[]);
@@ -95,7 +96,7 @@ fn unsupported_storage_commands_answer_one_line() {
     for verb in ["add", "replace", "append", "prepend"] {
         c.call(
             format!("{verb} q 0 0 5\r\nhello\r\nversion\r\n").as_bytes(),
-            b"ERROR\r\nVERSION 0.2.1\r\n",
+            b"NOT_STORED\r\nVERSION 0.2.1\r\n",
         );
         c.call(
             format!("{verb} q 0 0 5 noreply\r\nhello\r\nversion\r\n").as_bytes(),
@@ -104,7 +105,7 @@ fn unsupported_storage_commands_answer_one_line() {
     }
     c.call(
         b"cas q 0 0 5 12\r\nhello\r\nversion\r\n",
-        b"ERROR\r\nVERSION 0.2.1\r\n",
+        b"NOT_STORED\r\nVERSION 0.2.1\r\n",
     );
     c.call(b"cas q 0 0 5 12 noreply\r\nhello\r\nversion\r\n", VERSION);
     c.call(b"add q 0 0 x\r\nversion\r\n", b"ERROR\r\nVERSION 0.2.1\r\n");

@@ -126,9 +126,9 @@ impl Parser {
             (b"get", 1..) => self.get(args, false),
             (b"gets", 1..) => self.get(args, true),
             (b"set", 4) => return self.set(args, buf, consumed),
-            (b"set", _) => return Some(unsupported_storage(args, consumed)),
+            (b"set", _) => return Some(refuse_storage(reply::ERROR, args, consumed)),
             (name, _) if UNSUPPORTED_STORAGE.contains(&name) => {
-                return Some(unsupported_storage(args, consumed))
+                return Some(refuse_storage(reply::NOT_STORED, args, consumed))
             }
             (b"delete", 1..=2) => self.delete(args[0]),
             (b"stats", 0) => Command::Stats,
@@ -221,15 +221,21 @@ impl Parser {
     }
 }
 
-/// A storage command we do not run (`add`, `cas`, ..., or `set` with the
-/// wrong number of arguments): `ERROR`, and when its length (the fourth
-/// argument) is valid, its data block is read and thrown away, so the
-/// message body never runs as a command and the client gets one line.
-fn unsupported_storage(args: &[&[u8]], line_len: usize) -> Frame {
-    let block = args.get(3).and_then(|len| numbers::data_len(len));
-    Frame {
-        discard: block.map_or(0, |len| len + 2),
-        ..Frame::new(Command::Reply(reply::ERROR), line_len)
+/// A storage command that is not run (`set` with the wrong number of
+/// arguments answers `ERROR`; `add`, `cas`, ... answer `NOT_STORED`, which
+/// every client library takes as "not stored" and carries on, where PHP's
+/// memcache marks the server failed on `ERROR`). When its length (the
+/// fourth argument) is valid, its data block is read and thrown away, so
+/// the message body never runs as a command and the client gets one line.
+/// Without a valid length nothing more is read and the answer is `ERROR`,
+/// as the original's.
+fn refuse_storage(answer: &'static [u8], args: &[&[u8]], line_len: usize) -> Frame {
+    match args.get(3).and_then(|len| numbers::data_len(len)) {
+        Some(len) => Frame {
+            discard: len + 2,
+            ..Frame::new(Command::Reply(answer), line_len)
+        },
+        None => Frame::new(Command::Reply(reply::ERROR), line_len),
     }
 }
 
@@ -349,18 +355,18 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_storage_commands_swallow_a_valid_block() {
-        for line in [
-            &b"add q 0 0 5\r\n"[..],
-            b"replace q 0 0 5 noreply\r\n",
-            b"append q 0 0 5\r\n",
-            b"prepend q 0 0 5\r\n",
-            b"cas q 0 0 5 77\r\n",
-            b"set q 0 0 5 junk\r\n",
+    fn refused_storage_commands_swallow_a_valid_block() {
+        for (line, answer) in [
+            (&b"add q 0 0 5\r\n"[..], reply::NOT_STORED),
+            (b"replace q 0 0 5 noreply\r\n", reply::NOT_STORED),
+            (b"append q 0 0 5\r\n", reply::NOT_STORED),
+            (b"prepend q 0 0 5\r\n", reply::NOT_STORED),
+            (b"cas q 0 0 5 77\r\n", reply::NOT_STORED),
+            (b"set q 0 0 5 junk\r\n", reply::ERROR),
         ] {
             let f = one(line);
             let shown = String::from_utf8_lossy(line);
-            assert_eq!(f.command, Command::Reply(reply::ERROR), "{shown}");
+            assert_eq!(f.command, Command::Reply(answer), "{shown}");
             assert_eq!((f.consumed, f.discard), (line.len(), 7), "{shown}");
         }
         let f = one(b"add q 0 0 x\r\n");
