@@ -1,17 +1,45 @@
-//! Real memcache client libraries talk to the server unchanged: Python's
-//! pymemcache and PHP's memcache extension. `scripts/test` installs both;
-//! when one is missing these tests fail and say so.
+//! Real memcache client libraries talk to the server unchanged, with their
+//! default settings: Python's pymemcache and python-memcached, PHP's
+//! memcache extension and Go's gomemcache. `scripts/test` installs all of
+//! them; when one is missing these tests fail and say so.
+//!
+//! What the clients send beyond `set`/`get`/`delete` (issue 7):
+//! - pymemcache sends `set ... noreply` and `delete ... noreply` by default
+//!   and reads no reply; the server must send none.
+//! - `add`/`replace`/`append`/`prepend`/`cas` are not queue operations: the
+//!   server reads and discards their data block and answers one `ERROR`
+//!   (nothing with `noreply`), so the client can go on on the same
+//!   connection and nothing is stored.
+//! - gomemcache's `Get` sends `gets`, which takes a message like `get` and
+//!   adds the record number as the cas value.
 
 mod common;
 
 use common::*;
+use std::fs;
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// The Python that has pymemcache: `$MEMCACHEQ_TEST_PYTHON` (exported by
-/// scripts/test), else `python3` from PATH.
+/// The Python that has the Python clients: `$MEMCACHEQ_TEST_PYTHON`
+/// (exported by scripts/test), else `python3` from PATH.
 fn python() -> String {
     std::env::var("MEMCACHEQ_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
+
+/// What to do when a Python client is missing.
+const PY_HINT: &str = "run scripts/test, which installs pymemcache and python-memcached \
+                       and exports MEMCACHEQ_TEST_PYTHON";
+
+/// What to do when PHP or its memcache extension is missing.
+const PHP_HINT: &str = "run scripts/test, which installs php-cli and php-memcache";
+
+/// What to do when Go or gomemcache is missing.
+const GO_HINT: &str = "run scripts/test, which installs golang-go and \
+                       golang-github-bradfitz-gomemcache-dev";
+
+/// Where Debian's golang-github-bradfitz-gomemcache-dev puts its sources:
+/// a GOPATH whose `src/` holds `github.com/bradfitz/gomemcache`.
+const DEBIAN_GOPATH: &str = "/usr/share/gocode";
 
 /// Runs `program args`, failing the test with an installation hint if the
 /// program cannot be started.
@@ -22,27 +50,66 @@ fn run(program: &str, args: &[&str], hint: &str) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program} ({e}); {hint}"))
 }
 
-/// Asserts `out` succeeded and its stdout lines equal `want`.
-fn assert_lines(out: &Output, want: &[&str]) {
+/// Asserts `out` succeeded and its stdout lines equal `want`; a mismatch
+/// names the first line that differs.
+fn assert_lines<S: AsRef<str>>(out: &Output, want: &[S]) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "client failed ({}):\n{stdout}\n{stderr}",
+        "client failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
     let got: Vec<&str> = stdout.lines().collect();
-    assert_eq!(got, want, "client output; stderr:\n{stderr}");
+    let want: Vec<&str> = want.iter().map(AsRef::as_ref).collect();
+    if got != want {
+        let n = got.iter().zip(&want).take_while(|(g, w)| g == w).count();
+        panic!(
+            "client output differs at line {}: got {:?}, want {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            n + 1,
+            got.get(n),
+            want.get(n)
+        );
+    }
 }
 
-/// The pymemcache session. `default_noreply=False` is required with
-/// MemcacheQ: pymemcache otherwise sends `set ... noreply`, a 5-argument set
-/// that MemcacheQ (like the original) answers with `ERROR`.
+/// The Python from [`python`], after checking it can import `module`.
+fn python_with(module: &str) -> String {
+    let python = python();
+    let check = run(&python, &["-c", &format!("import {module}")], PY_HINT);
+    assert!(
+        check.status.success(),
+        "{module} is not importable by {python}: {}; {PY_HINT}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    python
+}
+
+/// Checks that `php` runs and has the memcache extension.
+fn require_php_memcache() {
+    let check = run(
+        "php",
+        &["-r", "exit(extension_loaded('memcache') ? 0 : 3);"],
+        PHP_HINT,
+    );
+    assert!(
+        check.status.success(),
+        "PHP's memcache extension is not loaded; {PHP_HINT}"
+    );
+}
+
+/// The body of message `i` in the 100-message sessions (the scripts format
+/// it the same way).
+fn body(i: usize) -> String {
+    format!("message {i:03}")
+}
+
+/// The pymemcache session with pymemcache's defaults (`default_noreply` is
+/// True, so `set` and `delete` send `noreply` and return True unread).
 const PY_SCRIPT: &str = r#"
 import sys
 from pymemcache.client.base import Client
-c = Client(("127.0.0.1", int(sys.argv[1])), default_noreply=False,
-           connect_timeout=10, timeout=10)
+c = Client(("127.0.0.1", int(sys.argv[1])), connect_timeout=10, timeout=10)
 print(repr(c.version()))
 print(c.set("jobs", b"hello"))
 print(c.set("jobs", b"world"))
@@ -53,24 +120,19 @@ print(c.set("a", b"1"), c.set("b", b"\x00\r\n2"))
 print(sorted(c.get_many(["a", "missing", "b"]).items()))
 print(sorted(c.stats("queue").items()))
 print(c.delete("a"), c.delete("a"))
+print(sorted(c.stats("queue").items()))
 "#;
 
-/// pymemcache sets and gets through the server: each get takes the oldest
-/// message, an empty queue reads as None, multi-get, stats and delete work.
+/// pymemcache, default settings, sets and gets through the server: each get
+/// takes the oldest message, an empty queue reads as None, multi-get, stats
+/// and delete work.
 #[test]
 fn pymemcache_sets_and_gets() {
-    let python = python();
-    let hint = "run scripts/test, which installs pymemcache and exports MEMCACHEQ_TEST_PYTHON";
-    let check = run(&python, &["-c", "import pymemcache"], hint);
-    assert!(
-        check.status.success(),
-        "pymemcache is not importable by {python}: {}; {hint}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let python = python_with("pymemcache");
     let home = Home::new();
     let server = home.start(&[]);
     let port = server.port.to_string();
-    let out = run(&python, &["-c", PY_SCRIPT, &port], hint);
+    let out = run(&python, &["-c", PY_SCRIPT, &port], PY_HINT);
     assert_lines(
         &out,
         &[
@@ -83,9 +145,174 @@ fn pymemcache_sets_and_gets() {
             "True True",
             r"[('a', b'1'), ('b', b'\x00\r\n2')]",
             "[(b'a', b'1/1'), (b'b', b'1/1'), (b'jobs', b'2/2')]",
-            "True False",
+            // `delete ... noreply` returns True without reading a reply, so
+            // the second delete of the same queue is True too (it was
+            // False with default_noreply=False); the stats below show the
+            // first one took effect.
+            "True True",
+            "[(b'b', b'1/1'), (b'jobs', b'2/2')]",
         ],
     );
+}
+
+/// pymemcache defaults around an `add`: 50 noreply sets, an `add` with
+/// noreply (True, unread), an `add` that waits for the reply (raises on
+/// `ERROR`; pymemcache then reconnects by itself), 50 more sets, 100 gets,
+/// one get too many, and a noreply delete.
+const PY_NOREPLY_ADD_SCRIPT: &str = r#"
+import sys
+from pymemcache.client.base import Client
+c = Client(("127.0.0.1", int(sys.argv[1])), connect_timeout=10, timeout=10)
+def body(i):
+    return b"message %03d" % i
+print("set", [c.set("jobs", body(i)) for i in range(50)].count(True))
+print("add", c.add("jobs", b"x"))
+try:
+    print("add noreply=False returned", c.add("jobs", b"y", noreply=False))
+except Exception as e:
+    print("add noreply=False raised", type(e).__name__)
+print("set", [c.set("jobs", body(i)) for i in range(50, 100)].count(True))
+for i in range(100):
+    print(repr(c.get("jobs")))
+print(repr(c.get("jobs")))
+print(c.stats("queue")[b"jobs"])
+print("delete", c.delete("jobs"))
+print("jobs listed", b"jobs" in c.stats("queue"))
+"#;
+
+/// pymemcache with its defaults: `set ... noreply` stores without a reply,
+/// `add` (noreply or not) stores nothing and leaves the connection usable,
+/// the 100 messages come back in order and nothing else, and a noreply
+/// `delete` removes the queue.
+#[test]
+fn pymemcache_default_noreply_and_add() {
+    let python = python_with("pymemcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", PY_NOREPLY_ADD_SCRIPT, &port], PY_HINT);
+    let mut want = vec![
+        "set 50".to_string(),
+        "add True".to_string(),
+        "add noreply=False raised MemcacheUnknownCommandError".to_string(),
+        "set 50".to_string(),
+    ];
+    want.extend((0..100).map(|i| format!("b'{}'", body(i))));
+    want.extend([
+        "None".to_string(),
+        "b'100/100'".to_string(),
+        "delete True".to_string(),
+        "jobs listed False".to_string(),
+    ]);
+    assert_lines(&out, &want);
+}
+
+/// pymemcache's `gets` and `gets_many` (defaults, so the sets are noreply).
+const PY_GETS_SCRIPT: &str = r#"
+import sys
+from pymemcache.client.base import Client
+c = Client(("127.0.0.1", int(sys.argv[1])), connect_timeout=10, timeout=10)
+c.set("q", b"first")
+c.set("q", b"second")
+print(c.gets("q"))
+print(c.gets("q"))
+print(c.gets("q"))
+c.set("a", b"1")
+c.set("b", b"2")
+c.set("b", b"3")
+print(sorted(c.gets_many(["a", "missing", "b"]).items()))
+print(sorted(c.stats("queue").items()))
+"#;
+
+/// `gets` takes the oldest message like `get`, with its record number as the
+/// cas value; an empty queue gives pymemcache's (None, None).
+#[test]
+fn pymemcache_gets_takes_messages_with_cas() {
+    let python = python_with("pymemcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", PY_GETS_SCRIPT, &port], PY_HINT);
+    assert_lines(
+        &out,
+        &[
+            "(b'first', b'1')",
+            "(b'second', b'2')",
+            "(None, None)",
+            "[('a', (b'1', b'1')), ('b', (b'2', b'1'))]",
+            "[(b'a', b'1/1'), (b'b', b'2/1'), (b'q', b'2/2')]",
+        ],
+    );
+}
+
+/// python-memcached (module `memcache`) with its defaults: plain sets, gets,
+/// multi-get and delete. `debug=1` only logs unexpected replies to stderr.
+const PY_MEMCACHED_SCRIPT: &str = r#"
+import sys, memcache
+mc = memcache.Client(["127.0.0.1:" + sys.argv[1]], debug=1, socket_timeout=10)
+print("set", [mc.set("jobs", "message %03d" % i) for i in range(100)].count(True))
+for i in range(100):
+    print(repr(mc.get("jobs")))
+print(repr(mc.get("jobs")))
+print(mc.set("a", "1"), mc.set("a", "2"), mc.set("b", b"3"))
+print(sorted(mc.get_multi(["a", "missing", "b"]).items()))
+print(mc.delete("a"))
+print(repr(mc.get("a")))
+"#;
+
+/// python-memcached sets and gets through the server: 100 messages in order,
+/// then None; multi-get takes one message per queue; delete drops the queue
+/// with the message still in it. (What `delete` of a missing key returns
+/// differs between python-memcached releases, so it is not printed.)
+#[test]
+fn python_memcached_sets_and_gets() {
+    let python = python_with("memcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", PY_MEMCACHED_SCRIPT, &port], PY_HINT);
+    let mut want = vec!["set 100".to_string()];
+    want.extend((0..100).map(|i| format!("'{}'", body(i))));
+    want.extend([
+        "None".to_string(),
+        "True True True".to_string(),
+        "[('a', '1'), ('b', b'3')]".to_string(),
+        "1".to_string(),
+        "None".to_string(),
+    ]);
+    assert_lines(&out, &want);
+}
+
+/// python-memcached with an `add` between two runs of 50 sets.
+const PY_MEMCACHED_ADD_SCRIPT: &str = r#"
+import sys, memcache
+mc = memcache.Client(["127.0.0.1:" + sys.argv[1]], debug=1, socket_timeout=10)
+print("set", [mc.set("jobs", "message %03d" % i) for i in range(50)].count(True))
+print("add", repr(mc.add("jobs", "x")))
+print("set", [mc.set("jobs", "message %03d" % i) for i in range(50, 100)].count(True))
+for i in range(100):
+    print(repr(mc.get("jobs")))
+print(repr(mc.get("jobs")))
+print("delete", mc.delete("jobs"))
+"#;
+
+/// python-memcached's `add` gets a falsy answer, stores nothing, and the
+/// sets after it and all 100 gets still work on the same connection.
+#[test]
+fn python_memcached_add_stores_nothing() {
+    let python = python_with("memcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", PY_MEMCACHED_ADD_SCRIPT, &port], PY_HINT);
+    let mut want = vec![
+        "set 50".to_string(),
+        "add False".to_string(),
+        "set 50".to_string(),
+    ];
+    want.extend((0..100).map(|i| format!("'{}'", body(i))));
+    want.extend(["None".to_string(), "delete 1".to_string()]);
+    assert_lines(&out, &want);
 }
 
 /// The PHP session, printing each result as JSON.
@@ -109,20 +336,11 @@ $p($m->get('a'));
 /// `false` for an empty queue, multi-key get and delete.
 #[test]
 fn php_memcache_sets_and_gets() {
-    let hint = "run scripts/test, which installs php-cli and php-memcache";
-    let check = run(
-        "php",
-        &["-r", "exit(extension_loaded('memcache') ? 0 : 3);"],
-        hint,
-    );
-    assert!(
-        check.status.success(),
-        "PHP's memcache extension is not loaded; {hint}"
-    );
+    require_php_memcache();
     let home = Home::new();
     let server = home.start(&[]);
     let port = server.port.to_string();
-    let out = run("php", &["-r", PHP_SCRIPT, &port], hint);
+    let out = run("php", &["-r", PHP_SCRIPT, &port], PHP_HINT);
     assert_lines(
         &out,
         &[
@@ -136,6 +354,144 @@ fn php_memcache_sets_and_gets() {
             r#"{"a":"1","b":"2"}"#,
             "true",
             "false",
+        ],
+    );
+}
+
+/// PHP with an `add` between two runs of 50 sets; the extension's notices go
+/// to stderr.
+const PHP_ADD_SCRIPT: &str = r#"
+$m = new Memcache;
+if (!$m->connect('127.0.0.1', (int)$argv[1], 10)) { echo "connect failed\n"; exit(1); }
+$p = function ($v) { echo json_encode($v), "\n"; };
+$sets = function ($from, $to) use ($m) {
+    $n = 0;
+    for ($i = $from; $i < $to; $i++) {
+        if ($m->set('jobs', sprintf('message %03d', $i))) { $n++; }
+    }
+    echo "set $n\n";
+};
+$sets(0, 50);
+$p($m->add('jobs', 'x'));
+$sets(50, 100);
+for ($i = 0; $i < 100; $i++) { $p($m->get('jobs')); }
+$p($m->get('jobs'));
+"#;
+
+/// PHP's `add` returns false, stores nothing, and the client keeps working:
+/// the 50 sets after it succeed and the 100 messages come back in order.
+///
+/// The extension (4.0.5.2, Debian 12) takes a bare `ERROR` reply to a store
+/// command as a server failure: it logs "failed with: ERROR", marks the
+/// server failed for its retry interval (15 s) and every later call in the
+/// script returns false. Tried against a stand-in server: `NOT_STORED` or
+/// `CLIENT_ERROR ...` make `add` return false and the session goes on.
+#[test]
+fn php_memcache_add_stores_nothing() {
+    require_php_memcache();
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run("php", &["-r", PHP_ADD_SCRIPT, &port], PHP_HINT);
+    let mut want = vec![
+        "set 50".to_string(),
+        "false".to_string(),
+        "set 50".to_string(),
+    ];
+    want.extend((0..100).map(|i| format!("\"{}\"", body(i))));
+    want.push("false".to_string());
+    assert_lines(&out, &want);
+}
+
+/// The gomemcache program: three sets (flags 7), three gets (gomemcache's
+/// `Get` sends `gets`), then a get of the empty queue. The timeout is raised
+/// from gomemcache's 100 ms default because a set waits for its fsync.
+const GO_PROGRAM: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+func main() {
+	c := memcache.New("127.0.0.1:" + os.Args[1])
+	c.Timeout = 10 * time.Second
+	for i := 0; i < 3; i++ {
+		err := c.Set(&memcache.Item{Key: "jobs", Value: []byte(fmt.Sprintf("message %d", i)), Flags: 7})
+		fmt.Println("set", err)
+	}
+	for i := 0; i < 3; i++ {
+		it, err := c.Get("jobs")
+		if err != nil {
+			fmt.Println("get", err)
+			continue
+		}
+		fmt.Println("get", it.Key, string(it.Value), it.Flags)
+	}
+	_, err := c.Get("jobs")
+	fmt.Println("miss", err == memcache.ErrCacheMiss, err)
+}
+"#;
+
+/// Builds [`GO_PROGRAM`] in `dir` against Debian's gomemcache, offline
+/// (GOPATH mode, no module proxy), and returns the binary's path.
+fn build_go_client(dir: &Path) -> String {
+    let gomemcache = Path::new(DEBIAN_GOPATH).join("src/github.com/bradfitz/gomemcache/memcache");
+    assert!(
+        gomemcache.is_dir(),
+        "{} is missing; {GO_HINT}",
+        gomemcache.display()
+    );
+    let src = dir.join("main.go");
+    fs::write(&src, GO_PROGRAM).expect("write main.go");
+    let bin = dir.join("mcq-go-client");
+    let out = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .current_dir(dir)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", DEBIAN_GOPATH)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run go ({e}); {GO_HINT}"));
+    assert!(
+        out.status.success(),
+        "go build of the gomemcache client failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin.to_str().expect("utf-8 temp path").to_string()
+}
+
+/// gomemcache sets, gets (through `gets`) in order with the flags echoed,
+/// and sees `ErrCacheMiss` on the empty queue.
+#[test]
+fn gomemcache_sets_and_gets() {
+    let dir = TempDir::new("go");
+    let bin = build_go_client(dir.path());
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&bin, &[&port], GO_HINT);
+    assert_lines(
+        &out,
+        &[
+            "set <nil>",
+            "set <nil>",
+            "set <nil>",
+            "get jobs message 0 7",
+            "get jobs message 1 7",
+            "get jobs message 2 7",
+            "miss true memcache: cache miss",
         ],
     );
 }
