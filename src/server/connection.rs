@@ -45,6 +45,11 @@ pub struct Connection {
     /// Commands taken from this connection whose replies are not yet
     /// queued (they wait for their turn's commit and log flush).
     pub in_flight: usize,
+    /// Reply bytes reserved by the commands in flight (upper bounds).
+    pub reserved: usize,
+    /// Taking commands stopped because the replies owed to the client
+    /// reached its limit; resume once they drain below it.
+    pub throttled: bool,
     /// Whether the poller is asked for writability.
     pub wants_writable: bool,
     /// Whether the connection is already in the reactor's ready list.
@@ -65,6 +70,8 @@ impl Connection {
             closing: false,
             eof_reported: false,
             in_flight: 0,
+            reserved: 0,
+            throttled: false,
             wants_writable: false,
             queued: false,
         }
@@ -144,6 +151,11 @@ impl Connection {
     /// Bytes of reply waiting to be written.
     pub fn pending_output(&self) -> usize {
         self.output.len() - self.written
+    }
+
+    /// Reply bytes the client is owed: written out or still to come.
+    pub fn owed_output(&self) -> usize {
+        self.pending_output() + self.reserved
     }
 
     /// Whether the connection has nothing left to do: no more input will

@@ -15,6 +15,23 @@ use crate::storage::{Counts, QueueStore};
 /// How often a transaction chosen as a deadlock victim is retried.
 const DEADLOCK_RETRIES: usize = 10;
 
+/// Records one transaction may store or take: each holds a lock until the
+/// commit, and the environment's lock table (40,000) is shared with every
+/// other transaction and the chores. A turn with more is split into several
+/// transactions, each committed before its replies go out.
+const RECORDS_PER_TRANSACTION: usize = 10_000;
+
+/// Reply bytes of a `VALUE` line beyond the record: `VALUE`, the name, a
+/// cas unique and line ends, generously.
+const VALUE_LINE_OVERHEAD: usize = 300;
+/// Reply bytes of one `stats queue` line: `STAT`, the longest name, two
+/// counters and line end.
+const QUEUE_STATS_LINE: usize = 300;
+/// Reply bytes of `stats`.
+const STATS_REPLY: usize = 1024;
+/// Reply bytes of any other single-line reply.
+const LINE_REPLY: usize = 64;
+
 /// Where a command came from, so its reply can go back there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Origin {
@@ -33,6 +50,9 @@ pub struct Entry {
     /// The client asked for no reply (memcached's `noreply`): the reply is
     /// made as usual but never sent.
     pub noreply: bool,
+    /// Output bytes reserved for the reply when the command was taken (see
+    /// `Executor::reply_bound`); returned when the reply is delivered.
+    pub reserved: usize,
     /// The reply bytes, sent once the turn has committed.
     pub reply: Vec<u8>,
 }
@@ -94,25 +114,86 @@ impl Executor {
         &self.store
     }
 
+    /// An upper bound on the bytes of `command`'s reply, known before it
+    /// runs, so a client that never reads can be stopped before its
+    /// replies outgrow its share of memory.
+    pub fn reply_bound(&self, command: &Command) -> usize {
+        match command {
+            Command::Get { queues, .. } => {
+                queues.len() * (self.store.max_record_len() + VALUE_LINE_OVERHEAD) + LINE_REPLY
+            }
+            Command::StatsQueue => self.store.queue_count() * QUEUE_STATS_LINE + LINE_REPLY,
+            Command::Stats => STATS_REPLY,
+            _ => LINE_REPLY,
+        }
+    }
+
     /// Runs `entries` in order, filling each reply.
     pub fn run(&mut self, entries: &mut [Entry], stats: &mut Stats) {
         let mut start = 0;
         while start < entries.len() {
-            // Commands outside set/get see committed state, so the run of
-            // set/get before them commits first.
-            let end = entries[start..]
-                .iter()
-                .position(|e| !in_transaction(&e.command))
-                .map_or(entries.len(), |i| start + i);
-            if end > start {
-                self.run_transaction(&mut entries[start..end], stats);
-                start = end;
-            } else {
+            let first = &entries[start];
+            if !in_transaction(&first.command) {
                 let entry = &mut entries[start];
                 self.run_alone(&entry.command, &mut entry.reply, stats);
                 start += 1;
+                continue;
             }
+            if records_touched(&first.command) > RECORDS_PER_TRANSACTION {
+                self.run_large_get(&mut entries[start], stats);
+                start += 1;
+                continue;
+            }
+            // Commands outside set/get see committed state, so the run of
+            // set/get before them commits first.
+            let mut end = start;
+            let mut records = 0;
+            while let Some(e) = entries.get(end) {
+                let touched = records_touched(&e.command);
+                if !in_transaction(&e.command) || records + touched > RECORDS_PER_TRANSACTION {
+                    break;
+                }
+                records += touched;
+                end += 1;
+            }
+            self.run_transaction(&mut entries[start..end], stats);
+            start = end;
         }
+    }
+
+    /// A `get` of more keys than one transaction may take: its keys run in
+    /// slices, each in its own transaction. The line was validated as a
+    /// whole by the parser. Should a later slice fail, the messages taken
+    /// by the committed ones are still delivered (and the failed slice's
+    /// stay queued), so nothing is lost: the reply is the values taken and
+    /// `END`, as for queues that were empty.
+    fn run_large_get(&mut self, entry: &mut Entry, stats: &mut Stats) {
+        let Command::Get { queues, cas } = &entry.command else {
+            return;
+        };
+        entry.reply.clear();
+        for (i, slice) in queues.chunks(RECORDS_PER_TRANSACTION).enumerate() {
+            let mut part = [Entry {
+                origin: entry.origin,
+                command: Command::Get {
+                    queues: slice.to_vec(),
+                    cas: *cas,
+                },
+                noreply: false,
+                reserved: 0,
+                reply: Vec::new(),
+            }];
+            self.run_transaction(&mut part, stats);
+            let Some(values) = part[0].reply.strip_suffix(reply::END) else {
+                if i == 0 {
+                    entry.reply = std::mem::take(&mut part[0].reply);
+                    return;
+                }
+                break;
+            };
+            entry.reply.extend_from_slice(values);
+        }
+        entry.reply.extend_from_slice(reply::END);
     }
 
     /// Runs set/get commands in one transaction, retrying deadlock victims
@@ -326,6 +407,14 @@ impl Executor {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(reply::END);
+    }
+}
+
+/// Records a command stores or takes, each holding a lock to the commit.
+fn records_touched(command: &Command) -> usize {
+    match command {
+        Command::Get { queues, .. } => queues.len(),
+        _ => 1,
     }
 }
 

@@ -28,8 +28,10 @@ const COMMANDS_PER_CONNECTION: usize = 256;
 /// Commands per turn: bounds one transaction's locks (the environment has
 /// 40000) and the latency of the turn.
 const COMMANDS_PER_TURN: usize = 4096;
-/// A connection whose unsent replies exceed this is not read until they
-/// drain (a client that sends but never reads).
+/// Reply bytes a connection may be owed (unsent, or reserved by commands
+/// in flight) before no more of its commands are taken, even within a turn:
+/// a client that sends but never reads holds at most this much memory,
+/// plus one command's reply.
 const OUTPUT_BACKLOG: usize = 1 << 20;
 
 /// What a connection needs after gathering its commands.
@@ -236,14 +238,7 @@ impl Reactor {
     }
 
     fn write_ready(&mut self, index: usize) {
-        let Some(Some(conn)) = self.conns.get_mut(index) else {
-            return;
-        };
-        let was_backlogged = conn.pending_output() > OUTPUT_BACKLOG;
         self.send(index);
-        if was_backlogged {
-            self.mark_ready(index);
-        }
     }
 
     /// One turn: gather commands from ready connections, run them in one
@@ -330,6 +325,7 @@ impl Reactor {
                 continue;
             }
             conn.in_flight -= 1;
+            conn.reserved -= entry.reserved;
             if !entry.noreply {
                 conn.queue_reply(&entry.reply);
             }
@@ -363,7 +359,11 @@ impl Reactor {
     }
 
     fn gather_from(&mut self, index: usize, conn: &mut Connection) -> Gathered {
-        if conn.closing || conn.pending_output() > OUTPUT_BACKLOG {
+        if conn.closing {
+            return Gathered::Done;
+        }
+        if conn.owed_output() > OUTPUT_BACKLOG {
+            conn.throttled = true;
             return Gathered::Done;
         }
         let state = match conn.read(self.read_limit) {
@@ -378,16 +378,24 @@ impl Reactor {
         };
         let mut count = 0;
         while count < COMMANDS_PER_CONNECTION {
+            if conn.owed_output() > OUTPUT_BACKLOG {
+                // The rest waits, parsed or not, until the client reads.
+                conn.throttled = true;
+                return Gathered::Done;
+            }
             let Some(frame) = conn.next_frame(&self.parser) else {
                 break;
             };
             count += 1;
             let closes = matches!(frame.command, Command::Quit | Command::ReplyAndClose(_));
+            let reserved = self.executor.reply_bound(&frame.command);
             conn.in_flight += 1;
+            conn.reserved += reserved;
             self.entries.push(Entry {
                 origin: Origin::Conn { index, id: conn.id },
                 command: frame.command,
                 noreply: frame.noreply,
+                reserved,
                 reply: Vec::new(),
             });
             if closes {
@@ -453,6 +461,7 @@ impl Reactor {
                     origin,
                     command: frame.command,
                     noreply: frame.noreply,
+                    reserved: 0,
                     reply: Vec::new(),
                 });
             }
@@ -478,6 +487,10 @@ impl Reactor {
         let flushed = conn.flush();
         let pending = conn.pending_output() > 0;
         let finished = conn.finished();
+        let resume = conn.throttled && conn.owed_output() <= OUTPUT_BACKLOG;
+        if resume {
+            conn.throttled = false;
+        }
         let mut interest = None;
         if pending != conn.wants_writable {
             conn.wants_writable = pending;
@@ -506,6 +519,8 @@ impl Reactor {
         } else if let Err(e) = reregistered {
             log::error!("connection {index}: reregister failed: {e}");
             self.close(index);
+        } else if resume {
+            self.mark_ready(index);
         }
     }
 

@@ -67,6 +67,9 @@ pub struct QueueStore {
     format: QueueFormat,
     /// Which names may be looked up and which created.
     names: NameRules,
+    /// The longest record of any queue, and so of any message a `get` can
+    /// return.
+    max_record_len: usize,
 }
 
 impl QueueStore {
@@ -85,6 +88,7 @@ impl QueueStore {
             queues: BTreeMap::new(),
             format,
             names,
+            max_record_len: format.record_len as usize,
         };
         let mut entries = Vec::new();
         let mut cursor = store.list.cursor()?;
@@ -122,6 +126,16 @@ impl QueueStore {
         self.names
     }
 
+    /// How many queues there are.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The longest record of any queue.
+    pub fn max_record_len(&self) -> usize {
+        self.max_record_len
+    }
+
     pub fn contains(&self, name: &[u8]) -> bool {
         self.queues.contains_key(name)
     }
@@ -156,6 +170,7 @@ impl QueueStore {
     /// Starts serving an open queue database.
     fn add_open(&mut self, name: &[u8], db: Database, counts: Counts) -> bdb::Result<()> {
         let record_len = db.record_len()? as usize;
+        self.max_record_len = self.max_record_len.max(record_len);
         let queue = Queue {
             db,
             record_len,
