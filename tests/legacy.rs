@@ -1,6 +1,6 @@
-//! Compatibility of the on-disk layout (SPEC.md section 3) in both
+//! Compatibility of the on-disk layout (docs/STORAGE.md) in both
 //! directions, checked with an encoder and decoder written here from the
-//! SPEC table alone, and Debian's `db5.3_load` / `db5.3_dump`:
+//! record table alone, and Debian's `db5.3_load` / `db5.3_dump`:
 //!
 //! - a home built by hand (no code of this project involved) is served
 //!   unchanged: counters, order, flags and bodies;
@@ -44,7 +44,7 @@ impl Msg {
     }
 }
 
-/// The unpadded record bytes of `msg`, built from the SPEC table: i32 LE
+/// The unpadded record bytes of `msg`, built from the record table: i32 LE
 /// data length + 2, suffix length, name length, two zero bytes, name, NUL,
 /// `" <flags> <len>\r\n"`, data, `\r\n`.
 fn encode(msg: &Msg) -> Vec<u8> {

@@ -1,6 +1,6 @@
-//! The memcache text protocol subset of SPEC.md section 2, byte for byte:
-//! one test per table row and per "fine point", each against the real
-//! binary on its own home and port.
+//! The memcache text protocol subset of docs/PROTOCOL.md, byte for byte:
+//! one test per command's reply and per rule of "Lines and tokens", each
+//! against the real binary on its own home and port.
 
 mod common;
 
@@ -242,7 +242,7 @@ const STAT_NAMES: [&str; 17] = [
     "threads",
 ];
 
-/// `stats` sends the SPEC's STAT lines in order then `END`; pid, version,
+/// `stats` sends the STAT lines of docs/PROTOCOL.md in order then `END`; pid, version,
 /// pointer size, time and threads (default 4) have the expected values.
 #[test]
 fn stats_lines_in_order_with_values() {

@@ -1,5 +1,5 @@
-//! Where we differ from the original on purpose (SPEC.md section 4, items
-//! 1 to 5), plus hostile input: garbage bytes and clients that vanish in the
+//! Where we differ from the original on purpose (docs/PROTOCOL.md, "Where
+//! we differ", items 1 to 6), plus hostile input: garbage bytes and clients that vanish in the
 //! middle of a command.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The on-disk layout of SPEC.md section 3, checked with Debian's Berkeley
+//! The on-disk layout of docs/STORAGE.md, checked with Debian's Berkeley
 //! DB 5.3 tools (`db5.3_dump`, `db5.3_stat`, `db5.3_verify`) on a home the
 //! server wrote and then left with a graceful stop.
 

@@ -5,7 +5,7 @@
 //! `DB`, `DB_TXN`, `DBC`) are structs of function pointers: a method such as
 //! `DB->put` is the field `put: Option<unsafe extern "C" fn(...)>`.
 //!
-//! # Where the library and the bindings come from
+//! # Where the library comes from
 //!
 //! `build.rs` searches, in this order, and stops at the first hit:
 //!
@@ -26,16 +26,32 @@
 //! needs no libdb shared object at run time; without a static library the
 //! build fails and says to run `vendor/fetch-libdb.sh`.
 //!
-//! When both a `db.h` and libclang (found by clang-sys, see `LIBCLANG_PATH`)
-//! are available, the bindings are generated from that very header, since
-//! the structs differ between releases. Otherwise the bindings checked in as
-//! `src/bindings_5_3.rs` (made by `regenerate-bindings.sh` from Debian's
-//! 5.3 header) are used, with a build warning when a header was there but
-//! libclang was not. [`check_runtime_version`] catches a library of another
-//! release at run time.
+//! # Where the bindings come from
 //!
-//! Installing or removing a system libdb or libclang is not noticed by
-//! cargo; run `cargo clean -p libdb-sys` afterwards.
+//! By default the bindings checked in as `src/bindings_5_3.rs` are used:
+//! the build needs neither bindgen nor libclang, and compiles neither. They
+//! fit Berkeley DB 5.3 only (the structs differ between releases); a build
+//! that finds a `db.h` of another release says so in a warning, and
+//! [`check_runtime_version`] refuses a library of another release at run
+//! time.
+//!
+//! The `generate-bindings` feature generates the bindings from the `db.h`
+//! the search above found, with bindgen and libclang (found by clang-sys,
+//! see `LIBCLANG_PATH`); the build fails when there is no header or no
+//! libclang. For another release, from the workspace root:
+//!
+//! ```text
+//! LIBDB_DIR=/usr/local/BerkeleyDB.4.8 \
+//!     cargo build --release --features libdb-sys/generate-bindings
+//! ```
+//!
+//! Regenerating the checked-in file is one command,
+//! `libdb-sys/regenerate-bindings.sh`: it builds this crate with the
+//! feature against the `db.h` of Debian's `libdb5.3-dev` unpacked by
+//! `vendor/fetch-libdb.sh` and writes `src/bindings_5_3.rs`.
+//!
+//! Installing or removing a system libdb is not noticed by cargo; run
+//! `cargo clean -p libdb-sys` afterwards.
 //!
 //! # Links metadata (`links = "db"`)
 //!
