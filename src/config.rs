@@ -1,4 +1,4 @@
-//! The command line of MemcacheQ 0.2.1 (SPEC.md section 1), parsed with getopts.
+//! The command line of MemcacheQ 0.2.1 (README.md, "Flags"), parsed with getopts.
 
 use std::fmt;
 use std::path::PathBuf;

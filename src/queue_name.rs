@@ -1,5 +1,6 @@
 //! Which queue names are safe to use as Berkeley DB file names in the home
-//! directory (SPEC.md section 4, items 1 and 2).
+//! directory (docs/PROTOCOL.md, "Queue names"; the extent bound is in
+//! docs/STORAGE.md, "Extent files").
 //!
 //! The original used the raw name as a file name, so `../x` escaped the home
 //! and `queue.list` or `__db.001` collided with the environment's own files.

@@ -125,8 +125,11 @@ fn clients_that_half_close_and_vanish_do_not_use_up_connections() {
     let server = home.start(&["-c", "4"]);
     for _ in 0..100 {
         let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-        s.write_all(b"set q 0 0 10\r\nabc").expect("write");
-        s.shutdown(Shutdown::Write).expect("shutdown");
+        // While earlier ones are still being closed, a client may be over
+        // the -c limit and refused: the server closes it first, so these
+        // calls may fail, which is no leak.
+        let _ = s.write_all(b"set q 0 0 10\r\nabc");
+        let _ = s.shutdown(Shutdown::Write);
         drop(s);
     }
     assert_eq!(settle_close_wait(server.port, SETTLE), 0, "CLOSE-WAIT left");

@@ -9,7 +9,7 @@ use libdb_sys as sys;
 use super::error::{check, Error, Result};
 use super::{method, Txn};
 
-/// How to open the environment (SPEC.md section 3).
+/// How to open the environment (docs/STORAGE.md, "The environment").
 #[derive(Debug, Clone)]
 pub struct EnvConfig {
     /// Shared memory pool size in bytes (-m).

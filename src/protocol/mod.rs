@@ -1,4 +1,4 @@
-//! The memcache text protocol subset MemcacheQ speaks (SPEC.md section 2).
+//! The memcache text protocol subset MemcacheQ speaks (docs/PROTOCOL.md).
 //! This module does no I/O: `parse` turns buffered bytes into commands and
 //! `reply` holds the fixed answers.
 

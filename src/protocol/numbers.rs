@@ -1,5 +1,6 @@
 //! Number parsing with the original's C semantics (`strtoul`, `strtol`)
-//! where SPEC.md keeps them, and strict parsing where we differ on purpose.
+//! where docs/PROTOCOL.md ("Numbers") keeps them, and strict parsing where we
+//! differ on purpose.
 
 /// Sign and leading decimal digits of `tok`, as `strtol` reads them
 /// (after C's white space, which a token can hold as tabs). `None` when the

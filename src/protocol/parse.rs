@@ -6,7 +6,8 @@ use super::reply;
 use crate::queue_name::NameRules;
 use crate::storage::record;
 
-/// Longest command line other than `get` (SPEC.md section 4, item 4).
+/// Longest command line other than `get` and `gets` (docs/PROTOCOL.md,
+/// "Lines and tokens").
 pub const MAX_LINE: usize = 8 * 1024;
 /// Longest `get` line: hundreds of keys of up to 250 bytes.
 pub const MAX_GET_LINE: usize = 512 * 1024;
@@ -78,7 +79,7 @@ impl Parser {
 
     /// The first frame in `buf`, or `None` when more bytes are needed.
     pub fn parse(&self, buf: &[u8]) -> Option<Frame> {
-        let limit = if buf.starts_with(b"get ") {
+        let limit = if buf.starts_with(b"get ") || buf.starts_with(b"gets ") {
             MAX_GET_LINE
         } else {
             MAX_LINE
@@ -398,6 +399,13 @@ mod tests {
             one(b"get a ../x b\r\n").command,
             Command::Reply(reply::BAD_FORMAT)
         );
+    }
+
+    #[test]
+    fn gets_lines_have_the_get_limit() {
+        let mut gets = b"gets ".to_vec();
+        gets.resize(MAX_LINE * 4, b'k');
+        assert_eq!(parser().parse(&gets), None);
     }
 
     #[test]

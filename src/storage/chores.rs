@@ -1,5 +1,5 @@
 //! Berkeley DB's periodic chores, each on its own thread: checkpoints,
-//! memp_trickle and deadlock detection (SPEC.md section 3).
+//! memp_trickle and deadlock detection (docs/STORAGE.md, "What runs in the environment").
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};

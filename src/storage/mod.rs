@@ -1,4 +1,4 @@
-//! Queue storage on Berkeley DB (SPEC.md section 3): the environment,
+//! Queue storage on Berkeley DB (docs/STORAGE.md): the environment,
 //! `queue.list`, one DB_QUEUE database per queue, and the background chores.
 
 mod chores;

@@ -1,4 +1,4 @@
-//! The on-disk record of one message (SPEC.md section 3): the original's
+//! The on-disk record of one message (docs/STORAGE.md, "The record"): the original's
 //! in-memory item, which Berkeley DB pads with spaces to the record length.
 //!
 //! | offset | size | content                                       |
