@@ -8,13 +8,6 @@ mod common;
 
 use common::*;
 
-/// A server on a fresh home, stopped before the home is removed.
-fn start(extra: &[&str]) -> (Home, Server) {
-    let home = Home::new();
-    let server = home.start(extra);
-    (home, server)
-}
-
 const OK: &[u8] = b"OK\r\n";
 const TOO_LONG_FOR_EXTENTS: &[u8] =
     b"CLIENT_ERROR queue name too long for its extent file names\r\n";

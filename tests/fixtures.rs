@@ -1,57 +1,15 @@
 //! A home directory written by the original MemcacheQ 0.2.1 on Berkeley DB
 //! 5.3 (tests/fixtures/memcacheq-0.2.1-bdb5.3-clean.tar.gz) is served
-//! unchanged: every queue, counter, message, flag and body.
-//!
-//! What the original was given (queue, flags, body):
-//! - `jobs`: 50 messages, message i has flags i and body
-//!   `"job-%04d " % i` followed by (i * 7 % 300) bytes of value i % 256;
-//!   the first 10 were consumed.
-//! - `bin.q-1`: 20 messages, flags 7, body `bin\0\r\n\xff` then the bytes
-//!   0, 1, ... up to i * 10 % 200 of them.
-//! - `big`: one message of 1001 `B`s, flags 0 (fills a 1024-byte record).
-//! - `empty`: one zero-length message, consumed.
+//! unchanged: every queue, counter, message, flag and body. What the
+//! original was given is listed in tests/common/fixtures.rs.
 
 mod common;
 
 use common::*;
-use std::path::PathBuf;
-use std::process::Command;
-
-/// Path of a file in tests/fixtures.
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-        .join(name)
-}
 
 /// The 5.3 clean home, unpacked into a fresh temp dir.
 fn unpack_clean_home() -> Home {
-    let dir = TempDir::new("fixture");
-    let archive = fixture("memcacheq-0.2.1-bdb5.3-clean.tar.gz");
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .expect("run tar");
-    assert!(status.success(), "tar -xzf {} failed", archive.display());
-    Home::inside(dir, "home53-clean")
-}
-
-/// Body of `jobs` message i.
-fn job_body(i: usize) -> Vec<u8> {
-    let mut body = format!("job-{i:04} ").into_bytes();
-    body.extend(std::iter::repeat_n((i % 256) as u8, i * 7 % 300));
-    body
-}
-
-/// Body of `bin.q-1` message i.
-fn bin_body(i: usize) -> Vec<u8> {
-    let mut body = b"bin\x00\r\n\xff".to_vec();
-    body.extend((0..i * 10 % 200).map(|b| b as u8));
-    body
+    unpack_fixture("memcacheq-0.2.1-bdb5.3-clean.tar.gz", "home53-clean")
 }
 
 /// Asserts `got` equals the expected (flags, body) list, showing bytes.
@@ -81,9 +39,13 @@ fn original_home_drains_every_message_exactly() {
     let home = unpack_clean_home();
     let server = home.start(&[]);
     let mut c = server.client();
-    let jobs: Vec<_> = (10..50).map(|i| (i.to_string(), job_body(i))).collect();
+    let jobs: Vec<_> = (10..50)
+        .map(|i| (i.to_string(), original_job_body(i)))
+        .collect();
     assert_messages("jobs", &c.drain("jobs"), &jobs);
-    let bins: Vec<_> = (0..20).map(|i| ("7".to_string(), bin_body(i))).collect();
+    let bins: Vec<_> = (0..20)
+        .map(|i| ("7".to_string(), original_bin_body(i)))
+        .collect();
     assert_messages("bin.q-1", &c.drain("bin.q-1"), &bins);
     assert_messages(
         "big",
@@ -116,7 +78,9 @@ fn original_home_accepts_new_messages_after_old_ones() {
     c.set("jobs", 77, b"new job");
     c.set("empty", 5, b"no longer empty");
     assert_eq!(c.queue_stats()[3], "STAT jobs 51/10");
-    let mut jobs: Vec<_> = (10..50).map(|i| (i.to_string(), job_body(i))).collect();
+    let mut jobs: Vec<_> = (10..50)
+        .map(|i| (i.to_string(), original_job_body(i)))
+        .collect();
     jobs.push(("77".to_string(), b"new job".to_vec()));
     assert_messages("jobs", &c.drain("jobs"), &jobs);
     assert_messages(
@@ -126,8 +90,7 @@ fn original_home_accepts_new_messages_after_old_ones() {
     );
     drop(c);
     server.stop();
-    let h = home.path.to_str().expect("utf-8 path");
-    for db in ["queue.list", "jobs", "bin.q-1", "big", "empty"] {
-        db_tool("verify", &["-h", h, db]);
+    for db in ORIGINAL_DATABASES {
+        db_tool("verify", &["-h", home.path_str(), db]);
     }
 }

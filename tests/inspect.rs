@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -286,22 +286,6 @@ fn peek_shows_the_head_without_consuming() {
     server.stop();
 }
 
-fn fixture_home(archive: &str, dir_in_archive: &str) -> Home {
-    let dir = TempDir::new("upgrade");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(archive);
-    let ok = Command::new("tar")
-        .arg("-xzf")
-        .arg(&path)
-        .arg("-C")
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    Home::inside(dir, dir_in_archive)
-}
-
 /// Every file of the home with its bytes.
 fn snapshot(home: &Path) -> BTreeMap<String, Vec<u8>> {
     list_dir(home)
@@ -315,7 +299,7 @@ fn snapshot(home: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn upgrade_refuses_a_dirty_48_home_untouched() {
-    let home = fixture_home("memcacheq-0.2.1-bdb4.8-dirty.tar.gz", "home48-dirty");
+    let home = unpack_fixture("memcacheq-0.2.1-bdb4.8-dirty.tar.gz", "home48-dirty");
     let before = snapshot(&home.path);
     for args in [&["--dry-run"][..], &[]] {
         let mut full = vec!["-H", home.path.to_str().unwrap()];
@@ -335,7 +319,7 @@ fn upgrade_refuses_a_dirty_48_home_untouched() {
 
 #[test]
 fn upgrade_leaves_a_53_home_alone() {
-    let home = fixture_home("memcacheq-0.2.1-bdb5.3-clean.tar.gz", "home53-clean");
+    let home = unpack_fixture("memcacheq-0.2.1-bdb5.3-clean.tar.gz", "home53-clean");
     let before = snapshot(&home.path);
     let o = upgrade(&["-H", home.path.to_str().unwrap()]);
     assert!(
@@ -352,7 +336,7 @@ fn upgrade_leaves_a_53_home_alone() {
 
 #[test]
 fn upgrade_moves_a_clean_48_home_to_53() {
-    let home = fixture_home("memcacheq-0.2.1-bdb4.8-clean.tar.gz", "home48-clean");
+    let home = unpack_fixture("memcacheq-0.2.1-bdb4.8-clean.tar.gz", "home48-clean");
     let h = home.path.to_str().unwrap();
     let before = snapshot(&home.path);
     let dry = upgrade(&["-H", h, "--dry-run"]);
@@ -374,7 +358,7 @@ fn upgrade_moves_a_clean_48_home_to_53() {
         "old logs left: {:?}",
         home.files()
     );
-    for db in ["queue.list", "jobs", "bin.q-1", "big", "empty"] {
+    for db in ORIGINAL_DATABASES {
         db_tool("verify", &["-h", h, db]);
     }
     let server = home.start(&[]);
@@ -384,19 +368,18 @@ fn upgrade_moves_a_clean_48_home_to_53() {
     assert_eq!(jobs.len(), 40);
     for (k, m) in jobs.iter().enumerate() {
         let i = k + 10;
-        let mut body = format!("job-{i:04} ").into_bytes();
-        body.extend(std::iter::repeat_n((i % 256) as u8, i * 7 % 300));
         assert_eq!(
             (m.flags.clone(), show(&m.body)),
-            (i.to_string(), show(&body))
+            (i.to_string(), show(&original_job_body(i)))
         );
     }
     let bins = c.drain("bin.q-1");
     assert_eq!(bins.len(), 20);
     for (i, m) in bins.iter().enumerate() {
-        let mut body = b"bin\x00\r\n\xff".to_vec();
-        body.extend((0..i * 10 % 200).map(|b| b as u8));
-        assert_eq!((m.flags.as_str(), show(&m.body)), ("7", show(&body)));
+        assert_eq!(
+            (m.flags.as_str(), show(&m.body)),
+            ("7", show(&original_bin_body(i)))
+        );
     }
     assert_eq!(
         c.drain("big"),

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 
@@ -106,11 +106,6 @@ fn decode(rec: &[u8], re_len: usize) -> Msg {
     }
 }
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `db_dump` bytevalue text of a queue database holding `records` in
 /// order (no keys: `db_load` numbers them from 1). No `re_pad` line: the
 /// default pad is the space the layout needs (and `db_load` would take the
@@ -136,12 +131,7 @@ fn load(home: &Home, db: &str, text: &str) {
     let file = home.parent().join(format!("{db}.dump"));
     fs::write(&file, text).expect("write dump file");
     let file = file.to_str().expect("utf-8 path");
-    db_tool("load", &["-h", h(home), "-f", file, db]);
-}
-
-/// The path of the home as a tool argument.
-fn h(home: &Home) -> &str {
-    home.path.to_str().expect("utf-8 home")
+    db_tool("load", &["-h", home.path_str(), "-f", file, db]);
 }
 
 /// The data records of queue `db`, decoded.
@@ -225,11 +215,6 @@ fn legacy_queues() -> Vec<(&'static str, usize, usize, usize, Vec<Msg>)> {
     ]
 }
 
-/// The fixture directory of this test.
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy")
-}
-
 /// A home built by hand with `db5.3_load` is served unchanged: `stats
 /// queue` shows the stored counters, each queue drains to exactly the
 /// stored messages in order, an old queue keeps its own record format
@@ -237,7 +222,8 @@ fn fixtures() -> PathBuf {
 #[test]
 fn hand_built_legacy_home_is_served_unchanged() {
     let home = Home::new();
-    let list = fs::read_to_string(fixtures().join("queue.list.dump")).expect("queue.list fixture");
+    let list =
+        fs::read_to_string(fixture_path("legacy/queue.list.dump")).expect("queue.list fixture");
     load(&home, "queue.list", &list);
     let queues = legacy_queues();
     for (name, re_len, pagesize, extentsize, msgs) in &queues {
@@ -301,14 +287,14 @@ fn hand_built_legacy_home_is_served_unchanged() {
     drop(c);
     server.stop();
 
-    let header = dump_header(&home.path, "tiny");
-    for line in ["re_len=100", "extentsize=2", "db_pagesize=512"] {
-        assert!(header.iter().any(|l| l == line), "{line} not in {header:?}");
-    }
-    let header = dump_header(&home.path, "fresh");
-    for line in ["re_len=1024", "extentsize=16384", "db_pagesize=4096"] {
-        assert!(header.iter().any(|l| l == line), "{line} not in {header:?}");
-    }
+    assert_has_lines(
+        dump_header(&home.path, "tiny"),
+        &["re_len=100", "extentsize=2", "db_pagesize=512"],
+    );
+    assert_has_lines(
+        dump_header(&home.path, "fresh"),
+        &["re_len=1024", "extentsize=16384", "db_pagesize=4096"],
+    );
     assert_eq!(
         decoded(&home.path, "fresh", 1024),
         [Msg::new("fresh", 9, b"new")]
@@ -385,10 +371,10 @@ fn server_home_with_small_records_and_extents_decodes() {
     drop(c);
     server.stop();
 
-    let header = dump_header(&home.path, "ext");
-    for line in ["re_len=100", "extentsize=2", "db_pagesize=512"] {
-        assert!(header.iter().any(|l| l == line), "{line} not in {header:?}");
-    }
+    assert_has_lines(
+        dump_header(&home.path, "ext"),
+        &["re_len=100", "extentsize=2", "db_pagesize=512"],
+    );
     let files = extents(&home.path, "ext");
     assert!(files.len() >= 3, "ext extents: {files:?}");
     assert_eq!(decoded(&home.path, "ext", 100), msgs[9..]);

@@ -1,388 +1,26 @@
 //! Operations: the process-level flags (`-d -P -u -r -c -s -a -l -U -t -h -i`),
 //! the signals, and the seeds' full init-script command line.
 //!
-//! Every server here is started the way an init script starts it: the real
-//! binary with `-d -P FILE`, the launcher must exit 0 once the daemon
-//! serves, and the daemon is found through its pid file. The effects are
-//! checked from outside: `/proc/PID/...`, the sockets, the files on disk.
-//!
-//! The test process makes itself a child subreaper, so each daemon (whose
-//! parent exits) is re-parented to it; that lets a test `waitpid` the
-//! daemon and see its exit status, and lets [`Daemon`]'s drop kill and reap
-//! it so no process outlives the test.
+//! Every server here is started the way an init script starts it, with
+//! the launcher of tests/common/daemon.rs: the real binary with
+//! `-d -P FILE`, the launcher must exit 0 once the daemon serves, and the
+//! daemon is found through its pid file. The effects are checked from
+//! outside: `/proc/PID/...`, the sockets, the files on disk.
 
 mod common;
 
-use std::ffi::CString;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, show, signal, value_reply, Client, TempDir, END, STORED};
-
-/// How long a daemon may take to start (the launcher waits for it).
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a graceful stop may take.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_memcacheq")
-}
-
-/// Whether the tests run as root (they are meant to: -u needs it).
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Skips (returns true, with a note) when not root.
-fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("{test}: skipped, needs root");
-    true
-}
-
-/// Uid and gid of `user` from the password database.
-fn user_ids(user: &str) -> (u32, u32) {
-    let name = CString::new(user).unwrap();
-    // SAFETY: getpwnam returns NULL or a static entry read at once.
-    unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        assert!(!pw.is_null(), "no user {user}");
-        ((*pw).pw_uid, (*pw).pw_gid)
-    }
-}
-
-/// Gives `path` to `user` (and that user's group).
-fn chown_to(path: &Path, user: &str) {
-    let (uid, gid) = user_ids(user);
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
-}
-
-/// Makes this process the reaper of orphaned descendants (the daemons).
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(rc, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
-}
-
-/// A resource limit to set before exec: (resource, soft, hard).
-type Limit = (libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t);
-
-/// What a launcher run left behind.
-struct Launch {
-    /// Exit status of the launcher (the process started with -d).
-    status: ExitStatus,
-    /// What it and the daemon wrote to stdout/stderr (the log file).
-    log: PathBuf,
-}
-
-impl Launch {
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Runs `memcacheq <args>` with stdin from /dev/null and stdout and stderr
-/// appended to `log`, as `memcacheq ... > LOG 2>&1` would, in `cwd`, and
-/// waits for the launcher to exit. Each `(resource, soft, hard)` of
-/// `limits` is set in the started process before it executes the binary.
-fn launch_in(cwd: &Path, log: &Path, args: &[String], limits: &[Limit]) -> Launch {
-    become_subreaper();
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open log");
-    let err = out.try_clone().expect("dup log");
-    let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    if !limits.is_empty() {
-        let limits = limits.to_vec();
-        // SAFETY: setrlimit is async-signal-safe; the closure only reads
-        // its own copy of the limits.
-        unsafe {
-            cmd.pre_exec(move || {
-                for &(resource, soft, hard) in &limits {
-                    let limit = libc::rlimit {
-                        rlim_cur: soft,
-                        rlim_max: hard,
-                    };
-                    if libc::setrlimit(resource, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd.spawn().expect("spawn memcacheq");
-    let deadline = Instant::now() + START_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "memcacheq {} did not exit within {START_TIMEOUT:?}; log:\n{}",
-                args.join(" "),
-                fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Launch {
-        status,
-        log: log.to_path_buf(),
-    }
-}
-
-/// A running daemon found through its pid file. Dropping it kills it with
-/// SIGKILL and reaps it.
-struct Daemon {
-    pid: i32,
-    /// `Some` once it exited and was reaped.
-    exited: Option<i32>,
-    pub pid_file: PathBuf,
-    pub log: PathBuf,
-}
-
-impl Daemon {
-    /// The process's `/proc` directory.
-    fn proc(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}", self.pid))
-    }
-
-    /// A line of `/proc/PID/status` by its key, e.g. "Uid".
-    fn status_field(&self, key: &str) -> String {
-        let text = fs::read_to_string(self.proc().join("status")).expect("read status");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}:")))
-            .unwrap_or_else(|| panic!("no {key} in /proc/{}/status", self.pid))
-            .trim()
-            .to_string()
-    }
-
-    /// Soft and hard values of a `/proc/PID/limits` row, e.g.
-    /// "Max core file size".
-    fn limit(&self, name: &str) -> (String, String) {
-        let text = fs::read_to_string(self.proc().join("limits")).expect("read limits");
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name} in limits:\n{text}"));
-        let mut words = line[name.len()..].split_whitespace();
-        (
-            words.next().unwrap().to_string(),
-            words.next().unwrap().to_string(),
-        )
-    }
-
-    /// Where `/proc/PID/<link>` points (e.g. "cwd", "fd/0").
-    fn link(&self, link: &str) -> PathBuf {
-        fs::read_link(self.proc().join(link)).expect("read_link")
-    }
-
-    /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
-    fn stat_field(&self, n: usize) -> String {
-        let text = fs::read_to_string(self.proc().join("stat")).expect("read stat");
-        // The command name may hold spaces; fields resume after its ')'.
-        let rest = &text[text.rfind(')').expect("comm") + 2..];
-        rest.split_whitespace()
-            .nth(n - 3)
-            .expect("field")
-            .to_string()
-    }
-
-    /// Sends `sig`.
-    fn signal(&self, sig: libc::c_int) {
-        signal(self.pid as u32, sig);
-    }
-
-    /// Non-blocking reap; the raw wait status once it exited.
-    fn try_reap(&mut self) -> Option<i32> {
-        if self.exited.is_none() {
-            let mut status = 0;
-            // SAFETY: waitpid on our (adopted) child with a valid pointer.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-            if rc == self.pid {
-                self.exited = Some(status);
-            } else if rc < 0 {
-                panic!(
-                    "waitpid({}): {} (not our child?)",
-                    self.pid,
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-        self.exited
-    }
-
-    /// Waits until the daemon is gone; panics after [`STOP_TIMEOUT`].
-    fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.try_reap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon {} still running {STOP_TIMEOUT:?} after the signal; log:\n{}",
-                self.pid,
-                fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends `sig`, waits for the exit and asserts it was `exit(0)`.
-    fn stop_with(&mut self, sig: libc::c_int) {
-        self.signal(sig);
-        let status = self.wait_exit();
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "daemon did not exit 0 after signal {sig}: raw wait status {status:#x}; log:\n{}",
-            fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            // SAFETY: kill and waitpid with plain integers.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                let mut status = 0;
-                libc::waitpid(self.pid, &mut status, 0);
-            }
-        }
-    }
-}
-
-/// A scratch directory for one daemon: `home/`, `pid`, `log`.
-struct Site {
-    dir: TempDir,
-}
-
-impl Site {
-    fn new(tag: &str) -> Site {
-        let dir = TempDir::new(tag);
-        fs::create_dir(dir.path().join("home")).expect("mkdir home");
-        Site { dir }
-    }
-
-    /// A site whose directory and home belong to `user`.
-    fn owned_by(tag: &str, user: &str) -> Site {
-        let site = Site::new(tag);
-        chown_to(site.dir.path(), user);
-        chown_to(&site.home(), user);
-        site
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn home(&self) -> PathBuf {
-        self.path().join("home")
-    }
-    fn pid_file(&self) -> PathBuf {
-        self.path().join("memcacheq.pid")
-    }
-    fn log(&self) -> PathBuf {
-        self.path().join("memcacheq.log")
-    }
-
-    /// `-d -P <pid> -H <home> <extra>`, run in the site directory.
-    fn daemon_args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "-d".into(),
-            "-P".into(),
-            self.pid_file().display().to_string(),
-            "-H".into(),
-            self.home().display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    }
-
-    /// Starts a daemon with `-d -P -H` plus `extra` and returns it; panics
-    /// with the log if the launcher does not exit 0.
-    fn start(&self, extra: &[&str]) -> Daemon {
-        self.start_in(self.path(), extra)
-    }
-
-    fn start_in(&self, cwd: &Path, extra: &[&str]) -> Daemon {
-        let launch = launch_in(cwd, &self.log(), &self.daemon_args(extra), &[]);
-        assert!(
-            launch.status.success(),
-            "memcacheq {} failed to start ({}); log:\n{}",
-            extra.join(" "),
-            launch.status,
-            launch.log_text()
-        );
-        self.adopt()
-    }
-
-    /// The daemon named by the pid file.
-    fn adopt(&self) -> Daemon {
-        let text = fs::read_to_string(self.pid_file()).expect("pid file after a successful start");
-        assert!(text.ends_with('\n'), "pid file {text:?} lacks its newline");
-        let pid: i32 = text
-            .trim_end()
-            .parse()
-            .unwrap_or_else(|_| panic!("pid file holds {text:?}"));
-        let daemon = Daemon {
-            pid,
-            exited: None,
-            pid_file: self.pid_file(),
-            log: self.log(),
-        };
-        assert!(
-            daemon.proc().exists(),
-            "pid {pid} from the pid file is not running"
-        );
-        daemon
-    }
-}
-
-/// `-p <free port>` plus `extra`, retried on a port clash.
-fn start_tcp(site: &Site, extra: &[&str]) -> (Daemon, u16) {
-    for _ in 0..3 {
-        let port = free_port().to_string();
-        let mut args = vec!["-p", port.as_str()];
-        args.extend_from_slice(extra);
-        let launch = launch_in(site.path(), &site.log(), &site.daemon_args(&args), &[]);
-        if launch.status.success() {
-            return (site.adopt(), port.parse().unwrap());
-        }
-        if !launch.log_text().contains("in use") {
-            panic!(
-                "memcacheq {} failed to start ({}); log:\n{}",
-                args.join(" "),
-                launch.status,
-                launch.log_text()
-            );
-        }
-    }
-    panic!("no free port after 3 attempts");
-}
+use common::daemon::{is_root, launch_in, skip_unless_root, start_tcp, user_ids, Site};
+use common::{free_port, output_text, server_binary, show, value_reply, Client, END, STORED};
 
 /// Asserts a set and a get round-trip on `client`.
 fn round_trip(client: &mut Client, queue: &str, body: &[u8]) {
@@ -1046,7 +684,10 @@ fn threads_flag_is_reported_and_zero_refused() {
     assert_eq!(Client::connect(port).stat("threads"), 7);
     daemon.stop_with(libc::SIGTERM);
 
-    let out = Command::new(binary()).args(["-t", "0"]).output().unwrap();
+    let out = Command::new(server_binary())
+        .args(["-t", "0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1059,7 +700,7 @@ fn threads_flag_is_reported_and_zero_refused() {
 /// -z is refused with `Illegal argument "z"` and exit 1.
 #[test]
 fn help_license_and_unknown_flag() {
-    let out = Command::new(binary()).arg("-h").output().unwrap();
+    let out = Command::new(server_binary()).arg("-h").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in "aUpschivldruPtHmALCTSeDEBNR".chars() {
@@ -1070,7 +711,7 @@ fn help_license_and_unknown_flag() {
         );
     }
 
-    let out = Command::new(binary()).arg("-i").output().unwrap();
+    let out = Command::new(server_binary()).arg("-i").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stdout)
@@ -1080,13 +721,9 @@ fn help_license_and_unknown_flag() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let out = Command::new(binary()).arg("-z").output().unwrap();
+    let out = Command::new(server_binary()).arg("-z").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(text.contains("Illegal argument \"z\""), "output: {text}");
 }
 

@@ -8,14 +8,6 @@ use common::*;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A server on a fresh home. Bind as `let (_home, server)`: locals drop in
-/// reverse order, so the server stops before its home is removed.
-fn start(extra: &[&str]) -> (Home, Server) {
-    let home = Home::new();
-    let server = home.start(extra);
-    (home, server)
-}
-
 /// `set` answers `STORED`, `get` returns the message with its flags and
 /// consumes it; the next `get` answers a bare `END`.
 #[test]

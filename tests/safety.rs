@@ -7,15 +7,7 @@ mod common;
 use common::*;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
-
-/// A server on a fresh home. Bind as `let (home, server)` so the server
-/// stops before the home is removed.
-fn start(extra: &[&str]) -> (Home, Server) {
-    let home = Home::new();
-    let server = home.start(extra);
-    (home, server)
-}
+use std::time::Duration;
 
 /// `set <name> 0 0 7` with a 7-byte data block that reads `version`, then a
 /// real `version`: a server that skips the refused set's block answers the
@@ -469,25 +461,14 @@ fn answers_version(client: &mut Client, wait: Duration) -> bool {
 /// backlog and are served as soon as other connections close.
 #[test]
 fn connections_waiting_on_emfile_are_served_after_others_close() {
-    let dir = TempDir::new("emfile");
-    let port = free_port();
-    let script = format!(
-        "ulimit -n 64 && exec {} -H {}/home -p {port} -u root -c 1000",
-        env!("CARGO_BIN_EXE_memcacheq"),
-        dir.path().display()
+    let home = Home::new();
+    // As `ulimit -n 64` would: 64 descriptors, soft and hard.
+    let server = Server::start_with_limits(
+        &home.path,
+        &["-c", "1000"],
+        &[(libc::RLIMIT_NOFILE, 64, 64)],
     );
-    let mut child = std::process::Command::new("bash")
-        .args(["-c", &script])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn bash");
-    let guard = KillOnDrop(child.id());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let port = server.port;
     let mut served = Vec::new();
     let mut waiting = Vec::new();
     for _ in 0..80 {
@@ -510,17 +491,5 @@ fn connections_waiting_on_emfile_are_served_after_others_close() {
             c.send(b"version\r\n");
         }
         c.expect(VERSION);
-    }
-    drop(guard);
-    let _ = child.wait();
-}
-
-/// Kills a process when the test ends, passed or not.
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) takes plain integers.
-        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
     }
 }

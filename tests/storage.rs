@@ -6,11 +6,6 @@ mod common;
 
 use common::*;
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The 16-byte queue.list value: set count then get count, little-endian.
 fn counters(set: i64, get: i64) -> Vec<u8> {
     let mut v = set.to_le_bytes().to_vec();
@@ -30,11 +25,6 @@ fn run(home: &Home, extra: &[&str], requests: &[(&[u8], &[u8])]) {
     server.stop();
 }
 
-/// The path of the home as a tool argument.
-fn h(home: &Home) -> &str {
-    home.path.to_str().expect("utf-8 home")
-}
-
 /// A message is stored as the original's item: length, suffix length, name
 /// length, padding, name and NUL, " <flags> <len>\r\n", data and "\r\n",
 /// then padded with spaces to the 1024-byte record.
@@ -47,15 +37,15 @@ fn record_bytes_match_the_original_layout() {
     let mut want = unhex("05000000060400006a6f627300203020330d0a6162630d0a");
     want.resize(1024, b' ');
     assert_eq!(hex(&records[0]), hex(&want));
-    let header = dump_header(&home.path, "jobs");
-    for line in [
-        "type=queue",
-        "re_len=1024",
-        "db_pagesize=4096",
-        "extentsize=16384",
-    ] {
-        assert!(header.iter().any(|l| l == line), "{line} not in {header:?}");
-    }
+    assert_has_lines(
+        dump_header(&home.path, "jobs"),
+        &[
+            "type=queue",
+            "re_len=1024",
+            "db_pagesize=4096",
+            "extentsize=16384",
+        ],
+    );
 }
 
 /// `db5.3_verify` accepts the queue database and queue.list.
@@ -73,7 +63,7 @@ fn verify_accepts_queue_and_queue_list() {
         ],
     );
     for db in ["jobs", "other", "queue.list"] {
-        db_tool("verify", &["-h", h(&home), db]);
+        db_tool("verify", &["-h", home.path_str(), db]);
     }
 }
 
@@ -83,15 +73,16 @@ fn verify_accepts_queue_and_queue_list() {
 fn stat_reports_default_record_page_and_extent_sizes() {
     let home = Home::new();
     run(&home, &[], &[(b"set jobs 0 0 3\r\nabc\r\n", STORED)]);
-    let stat = db_tool("stat", &["-h", h(&home), "-d", "jobs"]);
-    for line in [
-        "1024\tFixed-length record size",
-        "4096\tUnderlying database page size",
-        "16384\tUnderlying database extent size",
-        "1\tNumber of records in the database",
-    ] {
-        assert!(stat.lines().any(|l| l == line), "{line:?} not in:\n{stat}");
-    }
+    let stat = db_tool("stat", &["-h", home.path_str(), "-d", "jobs"]);
+    assert_has_lines(
+        stat.lines(),
+        &[
+            "1024\tFixed-length record size",
+            "4096\tUnderlying database page size",
+            "16384\tUnderlying database extent size",
+            "1\tNumber of records in the database",
+        ],
+    );
     assert!(home.path.join("__dbq.jobs.0").exists(), "no extent file");
 }
 
@@ -110,8 +101,7 @@ fn queue_list_holds_name_and_counters() {
             (b"set e 0 0 0\r\n\r\n", STORED),
         ],
     );
-    let header = dump_header(&home.path, "queue.list");
-    assert!(header.iter().any(|l| l == "type=btree"), "{header:?}");
+    assert_has_lines(dump_header(&home.path, "queue.list"), &["type=btree"]);
     let lines = dump_lines(&home.path, "queue.list");
     let want = [
         b"e\0".to_vec(),
@@ -142,15 +132,16 @@ fn record_page_and_extent_flags_are_honoured() {
         &["-B", "200", "-A", "1024", "-E", "8"],
         &[(&fits, STORED), (&too_big, oom)],
     );
-    let stat = db_tool("stat", &["-h", h(&home), "-d", "small"]);
-    for line in [
-        "200\tFixed-length record size",
-        "1024\tUnderlying database page size",
-        "8\tUnderlying database extent size",
-        "1\tNumber of records in the database",
-    ] {
-        assert!(stat.lines().any(|l| l == line), "{line:?} not in:\n{stat}");
-    }
+    let stat = db_tool("stat", &["-h", home.path_str(), "-d", "small"]);
+    assert_has_lines(
+        stat.lines(),
+        &[
+            "200\tFixed-length record size",
+            "1024\tUnderlying database page size",
+            "8\tUnderlying database extent size",
+            "1\tNumber of records in the database",
+        ],
+    );
     let records = dump_lines(&home.path, "small");
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].len(), 200, "record length");
@@ -171,12 +162,8 @@ fn extent_size_zero_means_no_extent_files() {
         .filter(|f| f.starts_with("__dbq."))
         .collect();
     assert_eq!(extents, Vec::<String>::new());
-    let stat = db_tool("stat", &["-h", h(&home), "-d", "flat"]);
-    assert!(
-        stat.lines()
-            .any(|l| l == "0\tUnderlying database extent size"),
-        "{stat}"
-    );
+    let stat = db_tool("stat", &["-h", home.path_str(), "-d", "flat"]);
+    assert_has_lines(stat.lines(), &["0\tUnderlying database extent size"]);
     assert_eq!(dump_lines(&home.path, "flat").len(), 1);
 }
 
@@ -206,7 +193,7 @@ fn delete_removes_file_and_queue_list_entry() {
         .step_by(2)
         .collect();
     assert_eq!(keys, [b"other\0".to_vec()]);
-    db_tool("verify", &["-h", h(&home), "queue.list"]);
+    db_tool("verify", &["-h", home.path_str(), "queue.list"]);
 }
 
 /// After a crash (SIGKILL) and a restart with recovery, the files still
@@ -222,8 +209,8 @@ fn files_verify_after_crash_and_recovery() {
     drop(c);
     server.kill9();
     run(&home, &[], &[(b"version\r\n", VERSION)]);
-    db_tool("verify", &["-h", h(&home), "crash"]);
-    db_tool("verify", &["-h", h(&home), "queue.list"]);
+    db_tool("verify", &["-h", home.path_str(), "crash"]);
+    db_tool("verify", &["-h", home.path_str(), "queue.list"]);
     assert_eq!(dump_lines(&home.path, "crash").len(), 20);
     let lines = dump_lines(&home.path, "queue.list");
     assert_eq!(lines, [b"crash\0".to_vec(), counters(20, 0)]);

@@ -8,16 +8,30 @@
 //! - [`Client`]: a raw TCP client that sends bytes and reads replies with a
 //!   timeout, plus small typed helpers (`set`, `get`, `stats`, ...).
 //! - [`db_tool`] and [`dump_lines`]: Debian's `db5.3_*` utilities.
+//! - [`start`]: a fresh home and a server on it, in one call.
+//! - [`fixtures`]: the MemcacheQ 0.2.1 homes of tests/fixtures, unpacked,
+//!   and what they hold.
+//! - [`daemon`]: the init-script way of starting the server (`-d -P`), for
+//!   tests that check the process from outside.
 
 #![allow(dead_code)]
+
+pub mod daemon;
+pub mod fixtures;
+
+// The fixture helpers are part of `common::*`, as ORIGINAL_QUEUE_STATS
+// always was; a test crate that uses none of them would otherwise warn.
+#[allow(unused_imports)]
+pub use fixtures::*;
 
 use std::collections::HashSet;
 use std::env;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -36,14 +50,6 @@ pub const ERROR: &[u8] = b"ERROR\r\n";
 pub const STORED: &[u8] = b"STORED\r\n";
 pub const END: &[u8] = b"END\r\n";
 pub const VERSION: &[u8] = b"VERSION 0.2.1\r\n";
-
-/// `stats queue` of the MemcacheQ 0.2.1 fixture homes (tests/fixtures).
-pub const ORIGINAL_QUEUE_STATS: [&str; 4] = [
-    "STAT big 1/0",
-    "STAT bin.q-1 20/0",
-    "STAT empty 1/1",
-    "STAT jobs 50/10",
-];
 
 /// Bytes shown with non-printable characters escaped, for assertion messages.
 pub fn show(bytes: &[u8]) -> String {
@@ -123,6 +129,20 @@ impl Home {
     pub fn files(&self) -> Vec<String> {
         list_dir(&self.path)
     }
+
+    /// The home's path as a command-line argument (`-h` of the db tools).
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("utf-8 home")
+    }
+}
+
+/// A server on a fresh home. Bind as `let (_home, server)` (or
+/// `(home, server)`): locals drop in reverse order, so the server stops
+/// before its home is removed.
+pub fn start(extra: &[&str]) -> (Home, Server) {
+    let home = Home::new();
+    let server = home.start(extra);
+    (home, server)
 }
 
 /// Sorted names of the entries directly in `dir`.
@@ -156,6 +176,40 @@ pub fn free_port() -> u16 {
         if used.insert(port) {
             return port;
         }
+    }
+}
+
+/// The `memcacheq` binary under test.
+pub fn server_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_memcacheq")
+}
+
+/// A resource limit to set in a started process before it executes the
+/// binary: (resource, soft, hard).
+pub type Limit = (libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t);
+
+/// Makes `cmd` set each `(resource, soft, hard)` of `limits` in the child
+/// before it executes the program (as `ulimit` in a shell would).
+pub fn set_limits(cmd: &mut Command, limits: &[Limit]) {
+    if limits.is_empty() {
+        return;
+    }
+    let limits = limits.to_vec();
+    // SAFETY: setrlimit is async-signal-safe; the closure only reads its
+    // own copy of the limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(resource, soft, hard) in &limits {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(resource, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 
@@ -205,8 +259,14 @@ impl Server {
     /// Runs `memcacheq -H <home> -p <port> -u root <extra>` and waits until
     /// it accepts TCP connections. Panics with its output if it exits first.
     pub fn start(home: &Path, extra: &[&str]) -> Server {
+        Server::start_with_limits(home, extra, &[])
+    }
+
+    /// [`Server::start`] with the resource `limits` set in the process
+    /// before it executes (e.g. a small `RLIMIT_NOFILE`).
+    pub fn start_with_limits(home: &Path, extra: &[&str], limits: &[Limit]) -> Server {
         for attempt in 1.. {
-            match Server::try_start(home, extra) {
+            match Server::try_start(home, extra, limits) {
                 Ok(server) => return server,
                 Err(out) if attempt < 3 && out.contains("in use") => continue,
                 Err(out) => panic!(
@@ -219,18 +279,18 @@ impl Server {
         unreachable!()
     }
 
-    fn try_start(home: &Path, extra: &[&str]) -> Result<Server, String> {
+    fn try_start(home: &Path, extra: &[&str], limits: &[Limit]) -> Result<Server, String> {
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_memcacheq"))
-            .arg("-H")
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("-H")
             .arg(home)
             .args(["-p", &port.to_string(), "-u", "root"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn memcacheq");
+            .stderr(Stdio::piped());
+        set_limits(&mut cmd, limits);
+        let mut child = cmd.spawn().expect("spawn memcacheq");
         let output = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
             copy_into(child.stdout.take().expect("stdout"), output.clone()),
@@ -641,9 +701,32 @@ pub fn value_reply(queue: &[u8], flags: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Asserts each line of `want` is one of the lines of `have`, in any order
+/// (e.g. a `db5.3_dump` header, or `db5.3_stat` output as `text.lines()`);
+/// a failure names the missing line and shows all of `have`.
+pub fn assert_has_lines<S: AsRef<str>>(have: impl IntoIterator<Item = S>, want: &[&str]) {
+    let have: Vec<String> = have.into_iter().map(|l| l.as_ref().to_string()).collect();
+    for line in want {
+        assert!(
+            have.iter().any(|l| l == line),
+            "{line:?} not in:\n{}",
+            have.join("\n")
+        );
+    }
+}
+
 /// Position of `needle` in `hay`.
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What a finished process printed: its stdout, then its stderr, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Runs `db5.3_<tool> <args>`, asserts it succeeds, returns stdout + stderr.
@@ -652,11 +735,7 @@ pub fn db_tool(tool: &str, args: &[&str]) -> String {
     let out = Command::new(&name).args(args).output().unwrap_or_else(|e| {
         panic!("cannot run {name} ({e}): install db5.3-util, e.g. by running scripts/test")
     });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success(),
         "{name} {} failed ({}):\n{text}",
@@ -670,8 +749,7 @@ pub fn db_tool(tool: &str, args: &[&str]) -> String {
 /// decoded. For a queue each line is one record; for a btree, lines
 /// alternate key and data.
 pub fn dump_lines(home: &Path, db: &str) -> Vec<Vec<u8>> {
-    let home = home.to_str().expect("utf-8 home");
-    let text = db_tool("dump", &["-h", home, db]);
+    let text = dump_text(home, db);
     let body = text
         .split_once("HEADER=END\n")
         .unwrap_or_else(|| panic!("no HEADER=END in dump:\n{text}"))
@@ -683,15 +761,25 @@ pub fn dump_lines(home: &Path, db: &str) -> Vec<Vec<u8>> {
     body.lines().map(|l| unhex(l.trim())).collect()
 }
 
+/// The whole output of `db5.3_dump -h <home> <db>` (bytevalue format).
+fn dump_text(home: &Path, db: &str) -> String {
+    let home = home.to_str().expect("utf-8 home");
+    db_tool("dump", &["-h", home, db])
+}
+
 /// The header lines (`key=value`) of `db5.3_dump -h <home> <db>`.
 pub fn dump_header(home: &Path, db: &str) -> Vec<String> {
-    let home = home.to_str().expect("utf-8 home");
-    let text = db_tool("dump", &["-h", home, db]);
+    let text = dump_text(home, db);
     let head = text
         .split_once("HEADER=END\n")
         .map(|(h, _)| h)
         .unwrap_or("");
     head.lines().map(str::to_string).collect()
+}
+
+/// Lower-case hex of `bytes` (as `db5.3_dump` writes data lines).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decodes a hex string.
