@@ -3,8 +3,9 @@
 //! - `config`: the original's command line.
 //! - `protocol`: the memcache text protocol subset (parsing, no I/O).
 //! - `queue_name`: which queue names are safe file names.
-//! - `storage`: queues as DB_QUEUE databases, `queue.list`, the record
-//!   layout and the background chores.
+//! - `item`: the memcache item layout, which is also the on-disk record.
+//! - `storage`: queues as DB_QUEUE databases, `queue.list`'s format, and
+//!   the background chores.
 //! - `server`: the mio reactor, connections, and the group-commit executor.
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
 //! - `stats`: the `stats` counters.
@@ -15,6 +16,7 @@
 pub mod bdb;
 pub mod config;
 pub mod inspect;
+pub mod item;
 mod os;
 pub mod protocol;
 pub mod queue_name;

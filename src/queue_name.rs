@@ -5,6 +5,8 @@
 //! The original used the raw name as a file name, so `../x` escaped the home
 //! and `queue.list` or `__db.001` collided with the environment's own files.
 
+use crate::storage::queue_list;
+
 /// Longest key the memcache protocol allows.
 pub const MAX_KEY_LEN: usize = 250;
 
@@ -81,7 +83,10 @@ fn is_reserved(name: &[u8]) -> bool {
     let log_file = name.len() == "log.".len() + 10
         && name.starts_with(b"log.")
         && name[4..].iter().all(u8::is_ascii_digit);
-    name == b"queue.list" || name == b"DB_CONFIG" || name.starts_with(b"__db") || log_file
+    name == queue_list::FILE_NAME.as_bytes()
+        || name == b"DB_CONFIG"
+        || name.starts_with(b"__db")
+        || log_file
 }
 
 #[cfg(test)]

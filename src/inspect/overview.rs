@@ -8,8 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::bdb::{Database, Env, QueueStat};
-use crate::storage::record;
-use crate::storage::Counts;
+use crate::item;
+use crate::storage::queue_list::{self, Counts};
 
 /// One queue's line.
 #[derive(Debug)]
@@ -26,15 +26,9 @@ pub struct QueueLine {
 
 /// Every `queue.list` entry as (name, counters), in key order.
 fn list_entries(env: &Env) -> Result<Vec<(Vec<u8>, Counts)>, String> {
-    let list = Database::open_readonly(env, b"queue.list")
+    let list = Database::open_readonly(env, queue_list::FILE_NAME.as_bytes())
         .map_err(|e| format!("DB->open: queue.list: {e}"))?;
-    let mut cursor = list.cursor().map_err(|e| format!("queue.list: {e}"))?;
-    let mut out = Vec::new();
-    while let Some((key, value)) = cursor.next().map_err(|e| format!("queue.list: {e}"))? {
-        let name = key.strip_suffix(&[0]).unwrap_or(&key).to_vec();
-        out.push((name, Counts::decode(&value).unwrap_or_default()));
-    }
-    Ok(out)
+    queue_list::entries(&list).map_err(|e| format!("queue.list: {e}"))
 }
 
 /// Bytes of `home/name` and every `home/__dbq.<name>.<n>` extent file.
@@ -196,7 +190,7 @@ pub fn peek(env: &Env, name: &str, n: usize) -> Result<Vec<Peeked>, String> {
             .get(..4)
             .map(|k| u32::from_ne_bytes(k.try_into().expect("4 bytes")))
             .unwrap_or(0);
-        let (flags, body) = match record::decode(&data) {
+        let (flags, body) = match item::decode(&data) {
             Some(m) => {
                 let suffix = String::from_utf8_lossy(m.suffix);
                 let flags = suffix.split_whitespace().next().unwrap_or("?").to_string();

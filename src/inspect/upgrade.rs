@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use getopts::Options;
 
 use crate::bdb::{self, Database, Env, Subsystems, LOG_MAGIC, LOG_VERSION};
-use crate::storage::Counts;
+use crate::storage::queue_list;
 
 const PROGRAM: &CStr = c"memcacheq-upgrade";
 
@@ -151,7 +151,7 @@ fn processes_using(home: &Path) -> Vec<u32> {
 
 /// Looks at `home` without changing anything.
 pub fn survey(home: &Path) -> Result<Survey, String> {
-    if !home.join("queue.list").is_file() {
+    if !home.join(queue_list::FILE_NAME).is_file() {
         return Err(format!(
             "{} has no queue.list: not a memcacheq home",
             home.display()
@@ -314,18 +314,12 @@ fn apply(s: &Survey) -> Result<Vec<String>, String> {
             env.lsn_reset(file)
                 .map_err(|e| format!("DB_ENV->lsn_reset: {shown}: {e}"))
         };
-        file_step(b"queue.list")?;
-        let list = Database::open_readonly(&env, b"queue.list")
+        file_step(queue_list::FILE_NAME.as_bytes())?;
+        let list = Database::open_readonly(&env, queue_list::FILE_NAME.as_bytes())
             .map_err(|e| format!("DB->open: queue.list: {e}"))?;
-        let mut names = Vec::new();
-        let mut cursor = list.cursor().map_err(|e| format!("queue.list: {e}"))?;
-        while let Some((key, value)) = cursor.next().map_err(|e| format!("queue.list: {e}"))? {
-            let _ = Counts::decode(&value);
-            names.push(key.strip_suffix(&[0]).unwrap_or(&key).to_vec());
-        }
-        drop(cursor);
+        let entries = queue_list::entries(&list).map_err(|e| format!("queue.list: {e}"))?;
         drop(list);
-        for name in names {
+        for (name, _) in entries {
             file_step(&name)?;
             done.push(String::from_utf8_lossy(&name).into_owned());
         }

@@ -3,8 +3,8 @@
 use super::command::Command;
 use super::numbers;
 use super::reply;
+use crate::item;
 use crate::queue_name::NameRules;
-use crate::storage::record;
 
 /// Longest command line other than `get` and `gets` (docs/PROTOCOL.md,
 /// "Lines and tokens").
@@ -200,8 +200,8 @@ impl Parser {
         }
         let flags = flags.unwrap_or_default();
         let len = len as usize;
-        let suffix = record::suffix(flags, len);
-        if record::encoded_len(key, &suffix, len) > self.record_len {
+        let suffix = item::suffix(flags, len);
+        if item::encoded_len(key, &suffix, len) > self.record_len {
             return refuse(reply::TOO_LARGE);
         }
         let end = line_len + len + 2;
@@ -213,7 +213,7 @@ impl Parser {
             return Some(Frame::new(Command::BadDataChunk, end));
         }
         let mut rec = Vec::new();
-        record::encode(&mut rec, key, flags, data);
+        item::encode(&mut rec, key, flags, data);
         let command = Command::Set {
             queue: key.to_vec(),
             record: rec,

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::bdb::{self, Txn};
+use crate::item;
 use crate::protocol::{reply, Command};
 use crate::queue_name::CreateRefusal;
 use crate::stats::{Stats, VERSION};
-use crate::storage::record;
 use crate::storage::{Counts, QueueStore};
 
 /// How often a transaction chosen as a deadlock victim is retried.
@@ -354,7 +354,7 @@ impl Executor {
             };
             // An undecodable record fails the command, and the abort puts
             // the message back: a server error never takes a message.
-            let message = record::decode(&self.record).ok_or(bdb::Error::Other(libc::EILSEQ))?;
+            let message = item::decode(&self.record).ok_or(bdb::Error::Other(libc::EILSEQ))?;
             message.write_value(out, cas.then_some(u64::from(recno)));
             pending.get_hits += 1;
             pending.count(queue).get += 1;

@@ -2,8 +2,9 @@
 //! `queue.list`, one DB_QUEUE database per queue, and the background chores.
 
 mod chores;
+pub mod queue_list;
 mod queues;
-pub mod record;
 
 pub use chores::{ChoreSchedule, Chores};
-pub use queues::{Counts, QueueStore};
+pub use queue_list::Counts;
+pub use queues::QueueStore;

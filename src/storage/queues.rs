@@ -4,48 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::queue_list::{self, Counts};
 use crate::bdb::{self, Database, Env, EnvConfig, QueueFormat, Txn};
 use crate::queue_name::NameRules;
-
-/// The file holding every queue's name and counters.
-const QUEUE_LIST: &[u8] = b"queue.list";
-
-/// A queue's lifetime counters, as kept in `queue.list`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Messages stored.
-    pub set: i64,
-    /// Messages taken off.
-    pub get: i64,
-}
-
-impl Counts {
-    /// The 16-byte `queue.list` value: set then get, little-endian i64.
-    fn encode(self) -> [u8; 16] {
-        let mut out = [0; 16];
-        out[..8].copy_from_slice(&self.set.to_le_bytes());
-        out[8..].copy_from_slice(&self.get.to_le_bytes());
-        out
-    }
-
-    /// Reads a 16-byte `queue.list` value; `None` when it is shorter.
-    pub fn decode(bytes: &[u8]) -> Option<Counts> {
-        let set = bytes.get(..8)?.try_into().ok()?;
-        let get = bytes.get(8..16)?.try_into().ok()?;
-        Some(Counts {
-            set: i64::from_le_bytes(set),
-            get: i64::from_le_bytes(get),
-        })
-    }
-}
-
-/// The `queue.list` key: the name and a NUL byte.
-fn list_key(name: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(name.len() + 1);
-    key.extend_from_slice(name);
-    key.push(0);
-    key
-}
 
 struct Queue {
     /// The open DB_QUEUE database.
@@ -81,7 +42,7 @@ impl QueueStore {
         names: NameRules,
     ) -> bdb::Result<QueueStore> {
         let env = Env::open(home, env_config)?;
-        let list = Database::open_btree(&env, QUEUE_LIST)?;
+        let list = Database::open_btree(&env, queue_list::FILE_NAME.as_bytes())?;
         let mut store = QueueStore {
             env,
             list,
@@ -90,14 +51,7 @@ impl QueueStore {
             names,
             max_record_len: format.record_len as usize,
         };
-        let mut entries = Vec::new();
-        let mut cursor = store.list.cursor()?;
-        while let Some((key, value)) = cursor.next()? {
-            entries.push((key, value));
-        }
-        drop(cursor);
-        for (key, value) in entries {
-            let name = key.strip_suffix(&[0]).unwrap_or(&key).to_vec();
+        for (name, counts) in queue_list::entries(&store.list)? {
             if !names.is_safe(&name) {
                 log::warn!(
                     "queue.list names {:?}, which is not a safe file name; leaving it alone",
@@ -105,7 +59,6 @@ impl QueueStore {
                 );
                 continue;
             }
-            let counts = Counts::decode(&value).unwrap_or_default();
             let db = Database::open_queue(&store.env, None, &name, format, true)?;
             store.add_open(&name, db, counts)?;
         }
@@ -152,7 +105,7 @@ impl QueueStore {
         let created = Database::open_queue(&self.env, Some(&txn), name, self.format, true)
             .and_then(|db| {
                 self.list
-                    .put(&txn, &list_key(name), &Counts::default().encode())?;
+                    .put(&txn, &queue_list::key(name), &Counts::default().encode())?;
                 Ok(db)
             });
         // The handle is closed (dropped) only after the transaction ends.
@@ -191,7 +144,7 @@ impl QueueStore {
         drop(queue);
         let result = self.env.begin().and_then(|txn| {
             self.env.remove_database(&txn, name)?;
-            self.list.delete(&txn, &list_key(name))?;
+            self.list.delete(&txn, &queue_list::key(name))?;
             txn.commit()
         });
         if let Err(e) = result {
@@ -235,7 +188,7 @@ impl QueueStore {
             set: c.set + delta.set,
             get: c.get + delta.get,
         };
-        self.list.put(txn, &list_key(name), &total.encode())
+        self.list.put(txn, &queue_list::key(name), &total.encode())
     }
 
     /// Adds a committed `delta` to the in-memory counters.

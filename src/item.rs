@@ -1,5 +1,7 @@
-//! The on-disk record of one message (docs/STORAGE.md, "The record"): the original's
-//! in-memory item, which Berkeley DB pads with spaces to the record length.
+//! The memcache item layout: how one message is kept, as the record of a
+//! queue (docs/STORAGE.md, "The record"). It is the original's in-memory
+//! item, which Berkeley DB pads with spaces to the record length. The
+//! parser encodes it, the executor and the inspection tools decode it.
 //!
 //! | offset | size | content                                       |
 //! |--------|------|-----------------------------------------------|
