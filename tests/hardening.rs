@@ -1,0 +1,127 @@
+//! Hardening (issue 8): behaviour at the edges of operation, each test a
+//! self-contained function against the real binary.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Runs `program args` to its end, killing it after `limit`; returns its
+/// output and how long it ran.
+fn run_with_limit(program: &str, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    while child.try_wait().expect("try_wait").is_none() && started.elapsed() < limit {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    (child.wait_with_output().expect("wait"), elapsed)
+}
+
+/// A second `memcacheq -H` on a home a running server uses must refuse
+/// before opening (and recovering) the environment under the first one:
+/// it exits non-zero at once naming the home and the first server's pid,
+/// the first server keeps serving its messages, the home gains no file,
+/// and `memcacheq-stat` still joins the live environment.
+#[test]
+fn second_server_on_a_live_home_refuses_and_touches_nothing() {
+    let home = Home::new();
+    let mut first = home.start(&[]);
+    let mut c = first.client();
+    c.set("jobs", 5, b"still here");
+    let files = home.files();
+    let h = home.path.to_str().expect("utf-8 home");
+
+    let port = free_port().to_string();
+    let (second, took) = run_with_limit(
+        env!("CARGO_BIN_EXE_memcacheq"),
+        &["-H", h, "-p", &port, "-u", "root"],
+        Duration::from_secs(15),
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "second server: {} after {took:?}; stderr:\n{err}",
+        second.status
+    );
+    assert!(second.status.code().is_some(), "second server was killed");
+    assert!(took < Duration::from_secs(5), "refusal took {took:?}");
+    assert!(err.contains(h), "stderr does not name the home: {err}");
+    assert!(
+        err.contains(&format!("pid {}", first.pid())),
+        "stderr does not name pid {}: {err}",
+        first.pid()
+    );
+
+    first.assert_running();
+    assert_eq!(c.stat("pid"), u64::from(first.pid()));
+    assert_eq!(home.files(), files, "the home's files changed");
+    // memcacheq-stat joins the environment beside the lock holder.
+    let stat = Command::new(env!("CARGO_BIN_EXE_memcacheq-stat"))
+        .args(["-h", h, "-Q"])
+        .output()
+        .expect("memcacheq-stat");
+    assert!(
+        stat.status.success() && String::from_utf8_lossy(&stat.stdout).contains("jobs"),
+        "memcacheq-stat -Q beside the server: {}{}",
+        String::from_utf8_lossy(&stat.stdout),
+        String::from_utf8_lossy(&stat.stderr)
+    );
+    let stat = Command::new(env!("CARGO_BIN_EXE_memcacheq-stat"))
+        .args(["-h", h, "-e"])
+        .output()
+        .expect("memcacheq-stat");
+    assert!(stat.status.success(), "memcacheq-stat -e beside the server");
+    let m = c.get("jobs").expect("the message survived");
+    assert_eq!(
+        (m.flags.as_str(), m.body.as_slice()),
+        ("5", &b"still here"[..])
+    );
+    drop(c);
+    first.stop();
+    assert_eq!(home.files(), files, "the home's files changed");
+}
+
+/// `memcacheq-upgrade` refuses a home a live server holds (dry run or
+/// not), naming the server's pid, and changes nothing.
+#[test]
+fn upgrade_refuses_a_home_a_live_server_holds() {
+    let home = Home::new();
+    let mut server = home.start(&[]);
+    let mut c = server.client();
+    c.set("jobs", 0, b"kept");
+    let files = home.files();
+    let h = home.path.to_str().expect("utf-8 home");
+    for dry in [true, false] {
+        let mut args = vec!["-H", h];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (o, _) = run_with_limit(
+            env!("CARGO_BIN_EXE_memcacheq-upgrade"),
+            &args,
+            Duration::from_secs(15),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "upgrade {args:?}: {err}");
+        assert!(
+            err.contains(&server.pid().to_string()),
+            "upgrade {args:?} does not name pid {}: {err}",
+            server.pid()
+        );
+    }
+    server.assert_running();
+    assert_eq!(home.files(), files, "the home's files changed");
+    assert_eq!(c.get("jobs").expect("message").body, b"kept");
+    drop(c);
+    server.stop();
+}
