@@ -200,10 +200,11 @@ fn serve(
     let served = reactor.run();
 
     // Shutdown: chores first, then a last checkpoint, then the handles
-    // close in order (queues, queue.list, the environment) as they drop.
+    // close in order (queues, queue.list, the environment) as they drop;
+    // after that checkpoint they close without syncing each file again.
     chores.stop();
     let executor = served.map_err(|e| format!("event loop failed: {e}"))?;
-    if let Err(e) = executor.store().env().checkpoint() {
+    if let Err(e) = executor.store().env().checkpoint_for_shutdown() {
         log::error!("final checkpoint failed: {e}");
     }
     drop(executor);
