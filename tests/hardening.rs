@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -174,4 +175,64 @@ fn shutdown_with_a_thousand_queues_is_quick_and_loses_nothing() {
     }
     drop(c);
     server.stop();
+}
+
+/// The listen backlog is the original's 1,024, for TCP and for a unix
+/// socket (it was mio's 128 for TCP and somaxconn for unix sockets): a
+/// burst of clients beyond the backlog has connections dropped and retried
+/// a second or more later. `ss` shows a listener's backlog as its Send-Q.
+#[test]
+fn listen_backlog_is_1024_for_tcp_and_unix_sockets() {
+    fn backlog(ss_args: &[&str]) -> String {
+        let out = Command::new("ss")
+            .args(ss_args)
+            .output()
+            .expect("run ss (iproute2)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let listen = fields
+            .iter()
+            .position(|f| *f == "LISTEN")
+            .unwrap_or_else(|| panic!("ss {ss_args:?} shows no listener: {text:?}"));
+        // State, Recv-Q (connections waiting), Send-Q (the backlog).
+        fields[listen + 2].to_string()
+    }
+
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = format!(":{}", server.port);
+    assert_eq!(backlog(&["-ltnH", "sport", "=", &port]), "1024", "TCP");
+    server.stop();
+
+    let sock = home.parent().join("mcq.sock");
+    let sock_arg = sock.to_str().expect("utf-8 path");
+    let h = home.path.to_str().expect("utf-8 home");
+    let mut unix = Command::new(env!("CARGO_BIN_EXE_memcacheq"))
+        .args(["-H", h, "-s", sock_arg, "-u", "root"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn memcacheq -s");
+    // Serving (signal handlers installed) once it answers, not once the
+    // socket accepts: the socket listens from the start.
+    let answers = || -> Option<()> {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"version\r\n").ok()?;
+        let mut reply = [0u8; VERSION.len()];
+        s.read_exact(&mut reply).ok()?;
+        (reply == VERSION).then_some(())
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while answers().is_none() {
+        if Instant::now() > deadline || unix.try_wait().expect("try_wait").is_some() {
+            let _ = unix.kill();
+            panic!("memcacheq -s {sock_arg} did not answer");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let unix_backlog = backlog(&["-lxH", "src", sock_arg]);
+    signal(unix.id(), libc::SIGTERM);
+    let status = unix.wait().expect("wait");
+    assert_eq!(unix_backlog, "1024", "unix socket");
+    assert!(status.success(), "memcacheq -s after SIGTERM: {status}");
 }

@@ -20,7 +20,7 @@ use crate::queue_name::NameRules;
 use crate::stats::Stats;
 use crate::storage::{ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore};
 use executor::Executor;
-use mio::net::{TcpListener, UdpSocket};
+use mio::net::UdpSocket;
 use reactor::Reactor;
 use socket::Listener;
 
@@ -52,7 +52,7 @@ fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
         return Ok((listener, None));
     }
     let addr = listen_address(config, config.port)?;
-    let tcp = TcpListener::bind(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
+    let tcp = Listener::bind_tcp(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
     let udp = if config.udp_port == 0 {
         None
     } else {
@@ -61,7 +61,7 @@ fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
             UdpSocket::bind(addr).map_err(|e| format!("failed to listen on udp {addr}: {e}"))?;
         Some(socket)
     };
-    Ok((Listener::Tcp(tcp), udp))
+    Ok((tcp, udp))
 }
 
 /// Runs the server until a stop signal; `Err` carries the message to print.
