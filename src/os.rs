@@ -1,5 +1,5 @@
 //! Process-level operating system calls that std does not offer: signals,
-//! user switching, resource limits and CPU times. With `bdb`, the only
+//! user switching, resource limits, CPU times and the listen backlog. With `bdb`, the only
 //! place holding `unsafe` code.
 
 use std::ffi::CString;
@@ -44,6 +44,17 @@ pub fn stop_signals() -> io::Result<UnixStream> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     Ok(read_end)
+}
+
+/// Sets the backlog of the listening socket `fd` by calling listen(2)
+/// again, which Linux (and the BSDs) allow on a socket already listening.
+pub fn set_listen_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen(2) on a descriptor the caller owns; no memory is
+    // passed.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether the process runs with root's real or effective user id.

@@ -22,7 +22,7 @@ pub struct QueueFormat {
 pub struct Database {
     ptr: NonNull<sys::DB>,
     /// Keeps the environment open as long as this handle is.
-    _env: Env,
+    env: Env,
 }
 
 // SAFETY: databases are opened with DB_THREAD, which makes the DB handle
@@ -33,8 +33,9 @@ unsafe impl Sync for Database {}
 
 impl Drop for Database {
     fn drop(&mut self) {
+        let flags = self.env.close_flags();
         // SAFETY: a live handle, closed exactly once.
-        let rc = unsafe { method!(self.ptr.as_ptr(), close, 0) };
+        let rc = unsafe { method!(self.ptr.as_ptr(), close, flags) };
         if let Err(e) = check(rc) {
             log::error!("closing a database failed: {e}");
         }
@@ -93,7 +94,7 @@ impl Database {
         check(unsafe { sys::db_create(&mut raw, env.as_ptr(), 0) })?;
         Ok(Database {
             ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
-            _env: env.clone(),
+            env: env.clone(),
         })
     }
 

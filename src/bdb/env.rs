@@ -2,6 +2,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use libdb_sys as sys;
@@ -25,7 +26,21 @@ pub struct EnvConfig {
 }
 
 /// The C handle; closed when the last `Env` clone goes away.
-struct EnvHandle(NonNull<sys::DB_ENV>);
+struct EnvHandle {
+    ptr: NonNull<sys::DB_ENV>,
+    /// Set by [`Env::checkpoint_for_shutdown`]: databases close without
+    /// their own sync from then on.
+    checkpointed_for_shutdown: AtomicBool,
+}
+
+impl EnvHandle {
+    fn new(raw: *mut sys::DB_ENV) -> Result<EnvHandle> {
+        Ok(EnvHandle {
+            ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            checkpointed_for_shutdown: AtomicBool::new(false),
+        })
+    }
+}
 
 // SAFETY: the environment is opened with DB_THREAD, which makes the DB_ENV
 // handle free-threaded: Berkeley DB serialises access to it internally.
@@ -37,7 +52,7 @@ impl Drop for EnvHandle {
     fn drop(&mut self) {
         // SAFETY: the last reference to a live handle; every Database holds
         // an Env clone, so all of them are closed already.
-        let rc = unsafe { method!(self.0.as_ptr(), close, 0) };
+        let rc = unsafe { method!(self.ptr.as_ptr(), close, 0) };
         if let Err(e) = check(rc) {
             log::error!("closing the Berkeley DB environment failed: {e}");
         }
@@ -70,9 +85,7 @@ impl Env {
         // SAFETY: db_env_create writes a new handle into `raw`.
         check(unsafe { sys::db_env_create(&mut raw, 0) })?;
         let env = Env {
-            handle: Arc::new(EnvHandle(
-                NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
-            )),
+            handle: Arc::new(EnvHandle::new(raw)?),
         };
         let p = env.as_ptr();
         let gb = 1u64 << 30;
@@ -117,14 +130,12 @@ impl Env {
     /// whether or not it gets opened.
     pub(super) fn from_raw(raw: *mut sys::DB_ENV) -> Result<Env> {
         Ok(Env {
-            handle: Arc::new(EnvHandle(
-                NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
-            )),
+            handle: Arc::new(EnvHandle::new(raw)?),
         })
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::DB_ENV {
-        self.handle.0.as_ptr()
+        self.handle.ptr.as_ptr()
     }
 
     /// Begins a transaction.
@@ -139,8 +150,35 @@ impl Env {
 
     /// Writes a checkpoint now.
     pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with(0)
+    }
+
+    fn checkpoint_with(&self, flags: u32) -> Result<()> {
         // SAFETY: a live environment.
-        check(unsafe { method!(self.as_ptr(), txn_checkpoint, 0, 0, 0) })
+        check(unsafe { method!(self.as_ptr(), txn_checkpoint, 0, 0, flags) })
+    }
+
+    /// Writes the last checkpoint before the databases are closed, even if
+    /// nothing was logged since the previous one. Once it succeeds, every
+    /// page is on disk (and the log holds every commit), so
+    /// the handles closed from then on skip their own sync (DB_NOSYNC): a
+    /// queue's close syncs every extent file of every queue, so closing
+    /// N queues made N * N sync calls (28 s for 1,000 queues).
+    pub fn checkpoint_for_shutdown(&self) -> Result<()> {
+        self.checkpoint_with(sys::DB_FORCE)?;
+        self.handle
+            .checkpointed_for_shutdown
+            .store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The flags for DB->close of this environment's databases.
+    pub(super) fn close_flags(&self) -> u32 {
+        if self.handle.checkpointed_for_shutdown.load(Ordering::SeqCst) {
+            sys::DB_NOSYNC
+        } else {
+            0
+        }
     }
 
     /// Writes and flushes the whole log to disk: every transaction committed

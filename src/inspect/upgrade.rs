@@ -4,8 +4,9 @@
 //!
 //! The rules, in order:
 //! 1. The home must hold `queue.list`, and no process may have its
-//!    environment open (no process maps its `__db.NNN` region files, checked
-//!    in `/proc/*/maps`).
+//!    environment open: no server holds the home's lock (which we then
+//!    hold to the end), and no process maps its `__db.NNN` region files,
+//!    checked in `/proc/*/maps`.
 //! 2. Every `log.NNNNNNNNNN` starts with a header record whose payload is the
 //!    log magic (0x40988) and the log version: 16 for Berkeley DB 4.8, 19
 //!    for 5.3. A version newer than ours is refused.
@@ -33,6 +34,7 @@ use getopts::Options;
 
 use crate::bdb::{self, Database, Env, Subsystems, LOG_MAGIC, LOG_VERSION};
 use crate::storage::queue_list;
+use crate::storage::{HomeLock, HomeLockError};
 
 const PROGRAM: &CStr = c"memcacheq-upgrade";
 
@@ -362,6 +364,18 @@ pub fn upgrade_main(argv: &[String]) -> i32 {
         return 2;
     };
     let dry = m.opt_present("n");
+    // Held to the end, so no server opens (and recovers) the home while its
+    // files change. The /proc maps check of `survey` still catches
+    // processes that do not take this lock (the original, db_* tools).
+    let _lock = match HomeLock::acquire(&home) {
+        Ok(lock) => Some(lock),
+        Err(e @ HomeLockError::InUse { .. }) => {
+            eprintln!("memcacheq-upgrade: refusing: {e}; stop it first. Nothing was changed.");
+            return 1;
+        }
+        // A missing or unreadable home: `survey` says what is wrong.
+        Err(HomeLockError::Io { .. }) => None,
+    };
     let survey = match survey(&home) {
         Ok(s) => s,
         Err(e) => {

@@ -18,9 +18,9 @@ use crate::os;
 use crate::protocol::Parser;
 use crate::queue_name::NameRules;
 use crate::stats::Stats;
-use crate::storage::{ChoreSchedule, Chores, QueueStore};
+use crate::storage::{ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore};
 use executor::Executor;
-use mio::net::{TcpListener, UdpSocket};
+use mio::net::UdpSocket;
 use reactor::Reactor;
 use socket::Listener;
 
@@ -52,7 +52,7 @@ fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
         return Ok((listener, None));
     }
     let addr = listen_address(config, config.port)?;
-    let tcp = TcpListener::bind(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
+    let tcp = Listener::bind_tcp(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
     let udp = if config.udp_port == 0 {
         None
     } else {
@@ -61,7 +61,7 @@ fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
             UdpSocket::bind(addr).map_err(|e| format!("failed to listen on udp {addr}: {e}"))?;
         Some(socket)
     };
-    Ok((Listener::Tcp(tcp), udp))
+    Ok((tcp, udp))
 }
 
 /// Runs the server until a stop signal; `Err` carries the message to print.
@@ -86,13 +86,22 @@ pub fn run(config: Config) -> Result<(), String> {
     } else {
         None
     };
+    // A home that exists is locked before the pid file is written, so a
+    // refused second server leaves the running one's pid file alone. Only
+    // a busy home is fatal here: any other failure is retried as the -u
+    // user once the home is created.
+    let home_lock = match HomeLock::acquire(&config.home) {
+        Ok(lock) => Some(lock),
+        Err(e @ HomeLockError::InUse { .. }) => return Err(refusal(&e)),
+        Err(HomeLockError::Io { .. }) => None,
+    };
     let pid_file = config.pid_file.as_ref().filter(|_| config.daemonize);
     if let Some(path) = pid_file {
         // A stale file from a crashed run is simply replaced.
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("could not write pid file {}: {e}", path.display()))?;
     }
-    let served = serve(&config, daemon, listener, udp);
+    let served = serve(&config, daemon, listener, udp, home_lock);
     if let Some(path) = pid_file {
         if let Err(e) = std::fs::remove_file(path) {
             log::warn!("could not remove pid file {}: {e}", path.display());
@@ -101,12 +110,19 @@ pub fn run(config: Config) -> Result<(), String> {
     served
 }
 
+/// The message of a second server refused on a busy home.
+fn refusal(e: &HomeLockError) -> String {
+    format!("{e}; not starting a second server on it")
+}
+
 /// Everything after the sockets: privileges, storage, chores, the reactor.
+/// `home_lock` is the home's lock if `run` could take it already.
 fn serve(
     config: &Config,
     daemon: Option<os::DaemonReady>,
     listener: Listener,
     udp: Option<UdpSocket>,
+    home_lock: Option<HomeLock>,
 ) -> Result<(), String> {
     if os::is_root() {
         let user = config
@@ -123,6 +139,15 @@ fn serve(
         .mode(0o750)
         .create(&config.home)
         .map_err(|e| format!("can't create home {}: {e}", config.home.display()))?;
+    // Held until the environment is closed: opening it runs recovery,
+    // which must never happen under a live server.
+    let home_lock = match home_lock {
+        Some(lock) => lock,
+        None => HomeLock::acquire(&config.home).map_err(|e| match e {
+            HomeLockError::InUse { .. } => refusal(&e),
+            HomeLockError::Io { .. } => e.to_string(),
+        })?,
+    };
 
     let format = QueueFormat {
         record_len: config.record_len,
@@ -175,13 +200,15 @@ fn serve(
     let served = reactor.run();
 
     // Shutdown: chores first, then a last checkpoint, then the handles
-    // close in order (queues, queue.list, the environment) as they drop.
+    // close in order (queues, queue.list, the environment) as they drop;
+    // after that checkpoint they close without syncing each file again.
     chores.stop();
     let executor = served.map_err(|e| format!("event loop failed: {e}"))?;
-    if let Err(e) = executor.store().env().checkpoint() {
+    if let Err(e) = executor.store().env().checkpoint_for_shutdown() {
         log::error!("final checkpoint failed: {e}");
     }
     drop(executor);
+    drop(home_lock);
     log::info!("stopped");
     Ok(())
 }

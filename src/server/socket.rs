@@ -1,12 +1,22 @@
 //! The kinds of sockets clients reach us on: TCP, or a unix socket (-s).
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
+
+use crate::os;
+
+/// Connections the kernel queues until we accept them, as MemcacheQ 0.2.1
+/// asks (mio asks 128 for TCP, and somaxconn for a unix socket). Beyond
+/// it a burst of clients has connections dropped and retried a second or
+/// more later. The kernel caps it at net.core.somaxconn.
+pub const BACKLOG: i32 = 1024;
 
 /// A listening socket.
 pub enum Listener {
@@ -21,6 +31,13 @@ pub enum Stream {
 }
 
 impl Listener {
+    /// Binds and listens on the TCP address `addr`.
+    pub fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+        let listener = TcpListener::bind(addr)?;
+        os::set_listen_backlog(listener.as_raw_fd(), BACKLOG)?;
+        Ok(Listener::Tcp(listener))
+    }
+
     /// Binds the unix socket `path`, replacing a stale socket file left by
     /// a previous run, with permissions `mask`.
     pub fn bind_unix(path: &Path, mask: u32) -> io::Result<Listener> {
@@ -35,6 +52,7 @@ impl Listener {
             Err(_) => {}
         }
         let listener = UnixListener::bind(path)?;
+        os::set_listen_backlog(listener.as_raw_fd(), BACKLOG)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mask))?;
         Ok(Listener::Unix(listener))
     }

@@ -1,10 +1,13 @@
 //! Queue storage on Berkeley DB (docs/STORAGE.md): the environment,
-//! `queue.list`, one DB_QUEUE database per queue, and the background chores.
+//! `queue.list`, one DB_QUEUE database per queue, the background chores,
+//! and the lock that keeps a second process from opening a live home.
 
 mod chores;
+mod home_lock;
 pub mod queue_list;
 mod queues;
 
 pub use chores::{ChoreSchedule, Chores};
+pub use home_lock::{HomeLock, HomeLockError};
 pub use queue_list::Counts;
 pub use queues::QueueStore;
