@@ -8,10 +8,15 @@
 //!   the background chores.
 //! - `server`: the mio reactor, connections, and the group-commit executor.
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
+//!   These two are the only modules that may call C; both say so, and
+//!   why, in their own docs.
 //! - `stats`: the `stats` counters.
 //! - `inspect`: `memcacheq-stat` (db_stat's reports, the `-Q` queue
 //!   overview, `--peek`) and `memcacheq-upgrade` (moving a home to our
 //!   Berkeley DB release).
+
+// Also a workspace lint (Cargo.toml); `bdb` and `os` lift it for themselves.
+#![deny(unsafe_code)]
 
 pub mod bdb;
 pub mod config;

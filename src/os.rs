@@ -1,6 +1,12 @@
 //! Process-level operating system calls that std does not offer: signals,
-//! user switching, resource limits, CPU times and the listen backlog. With `bdb`, the only
-//! place holding `unsafe` code.
+//! user switching, resource limits, CPU times, forking and the listen
+//! backlog.
+//!
+//! The crate denies `unsafe` code; this module and `bdb` (every call into
+//! Berkeley DB) are the two that allow it, and every `unsafe` block here
+//! carries a `// SAFETY:` comment.
+
+#![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;

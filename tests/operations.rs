@@ -250,6 +250,7 @@ fn root_without_u_is_refused() {
 /// -r raises the core-file limit (soft limit unlimited here) and keeps the
 /// working directory; without -r the limit is left alone and cwd is /.
 #[test]
+#[allow(unsafe_code)] // getrlimit
 fn core_limit_raised_and_cwd_kept_with_r() {
     let site = Site::new("core");
     let cwd = site.path().join("cwd");
@@ -329,13 +330,14 @@ fn core_limit_zero_hard_limit_is_refused() {
 /// -c N raises the open-file limit to at least N + 256: started with a
 /// soft limit of 512 (hard limit unchanged), `-c 1024` ends with >= 1280.
 #[test]
+#[allow(unsafe_code)] // getrlimit
 fn max_connections_raises_open_file_limit() {
     let mut ours = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit fills the struct it is given.
     assert_eq!(
+        // SAFETY: getrlimit fills the struct it is given.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
         0
     );
@@ -790,6 +792,7 @@ fn repeated_stop_signals_are_harmless() {
 }
 
 /// kill(2) that tolerates a process that already exited.
+#[allow(unsafe_code)]
 fn unsafe_signal(pid: i32, sig: libc::c_int) -> i32 {
     // SAFETY: kill with plain integers.
     unsafe { libc::kill(pid, sig) }

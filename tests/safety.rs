@@ -328,6 +328,7 @@ fn message_too_large_for_record_is_refused_and_discarded() {
 }
 
 /// Makes the next close of `stream` abortive (RST instead of FIN).
+#[allow(unsafe_code)] // setsockopt
 fn set_linger_zero(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,

@@ -68,9 +68,13 @@
 
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 
-/// The bindgen output, kept apart so lints are relaxed for it alone.
+/// The bindgen output, kept apart so lints are relaxed for it alone: it
+/// declares the C API (`unsafe extern` blocks) and has generated `unsafe`
+/// blocks without SAFETY comments.
 mod bindings {
     #![allow(
+        unsafe_code,
+        clippy::undocumented_unsafe_blocks,
         dead_code,
         unnecessary_transmutes,
         clippy::all,
@@ -91,6 +95,7 @@ pub const BINDINGS_VERSION: (i32, i32) = (DB_VERSION_MAJOR, DB_VERSION_MINOR);
 pub const BINDINGS_SOURCE: &str = env!("LIBDB_SYS_BINDINGS_SOURCE");
 
 /// The (major, minor, patch) release of the libdb loaded at run time.
+#[allow(unsafe_code)] // one C call, see the SAFETY comment
 pub fn runtime_version() -> (i32, i32, i32) {
     let (mut major, mut minor, mut patch) = (0, 0, 0);
     // SAFETY: db_version writes three ints through valid pointers and

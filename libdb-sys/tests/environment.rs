@@ -1,6 +1,9 @@
 //! The handle structs' method pointers are callable: open a transactional
 //! environment, store and read back a record, close everything.
 
+// These tests call the raw C API, which is all unsafe.
+#![allow(unsafe_code)]
+
 use libdb_sys::*;
 use std::ffi::CString;
 use std::path::PathBuf;

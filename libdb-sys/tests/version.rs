@@ -1,5 +1,8 @@
 //! The linked libdb is the release the bindings describe.
 
+// These tests call the raw C API, which is all unsafe.
+#![allow(unsafe_code)]
+
 use std::ffi::CStr;
 
 #[test]

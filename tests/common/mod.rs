@@ -15,6 +15,8 @@
 //!   tests that check the process from outside.
 
 #![allow(dead_code)]
+// Signals, rlimits, waitpid and getpwnam need libc.
+#![allow(unsafe_code)]
 
 pub mod daemon;
 pub mod fixtures;
