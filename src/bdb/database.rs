@@ -1,11 +1,11 @@
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use libdb_sys as sys;
 
 use super::error::{check, Error, Result};
-use super::{method, Env, Txn};
+use super::{c_string, method, non_null, Env, Txn};
 
 /// How new queue databases are laid out (-B, -A, -E).
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +93,7 @@ impl Database {
         // SAFETY: a live environment; db_create writes a new handle.
         check(unsafe { sys::db_create(&mut raw, env.as_ptr(), 0) })?;
         Ok(Database {
-            ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            ptr: non_null(raw)?,
             env: env.clone(),
         })
     }
@@ -105,7 +105,7 @@ impl Database {
         kind: sys::DBTYPE,
         create: bool,
     ) -> Result<Database> {
-        let name = CString::new(file).map_err(|_| Error::Other(libc::EINVAL))?;
+        let name = c_string(file)?;
         let mut flags = sys::DB_THREAD;
         if create {
             flags |= sys::DB_CREATE;
@@ -237,7 +237,7 @@ impl Database {
         // SAFETY: an open handle; cursor writes a new cursor handle.
         check(unsafe { method!(self.ptr.as_ptr(), cursor, ptr::null_mut(), &mut raw, 0) })?;
         Ok(Cursor {
-            ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            ptr: non_null(raw)?,
             _db: PhantomData,
         })
     }

@@ -1,4 +1,4 @@
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{self, NonNull};
@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use libdb_sys as sys;
 
-use super::error::{check, Error, Result};
-use super::{method, Txn};
+use super::error::{check, Result};
+use super::{c_string, method, non_null, Txn};
 
 /// How to open the environment (docs/STORAGE.md, "The environment").
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ struct EnvHandle {
 impl EnvHandle {
     fn new(raw: *mut sys::DB_ENV) -> Result<EnvHandle> {
         Ok(EnvHandle {
-            ptr: NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
+            ptr: non_null(raw)?,
             checkpointed_for_shutdown: AtomicBool::new(false),
         })
     }
@@ -89,8 +89,7 @@ impl Env {
         };
         let p = env.as_ptr();
         let gb = 1u64 << 30;
-        let home =
-            CString::new(home.as_os_str().as_bytes()).map_err(|_| Error::Other(libc::EINVAL))?;
+        let home = c_string(home.as_os_str().as_bytes())?;
         let lock_size = config.lock_table_size;
         // SAFETY: `p` is a live, not yet opened handle; these setters are
         // the ones Berkeley DB allows before DB_ENV->open.
@@ -143,9 +142,7 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: a live environment; txn_begin writes a new handle.
         check(unsafe { method!(self.as_ptr(), txn_begin, ptr::null_mut(), &mut raw, 0) })?;
-        Ok(Txn::from_raw(
-            NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?,
-        ))
+        Ok(Txn::from_raw(non_null(raw)?))
     }
 
     /// Writes a checkpoint now.
@@ -230,7 +227,7 @@ impl Env {
     /// Removes the database file `file` inside `txn`; its handle must be
     /// closed first.
     pub fn remove_database(&self, txn: &Txn<'_>, file: &[u8]) -> Result<()> {
-        let file = CString::new(file).map_err(|_| Error::Other(libc::EINVAL))?;
+        let file = c_string(file)?;
         // SAFETY: a live environment and transaction, a NUL-terminated name.
         check(unsafe {
             method!(

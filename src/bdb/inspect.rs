@@ -3,7 +3,7 @@
 //! statistics printers, queue statistics, the log cursor, and the
 //! `DB->upgrade` / `DB_ENV->lsn_reset` calls.
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -13,7 +13,7 @@ use libdb_sys as sys;
 
 use super::database::{allocated, take_allocated};
 use super::error::{check, Error, Result};
-use super::{method, Database, Env};
+use super::{c_string, method, non_null, Database, Env};
 
 /// Which region-backed subsystems a private environment needs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,14 +88,6 @@ unsafe extern "C" fn print_error(
     eprintln!("{prefix}{text}");
 }
 
-fn c_path(path: &Path) -> Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Other(libc::EINVAL))
-}
-
-fn c_bytes(bytes: &[u8]) -> Result<CString> {
-    CString::new(bytes).map_err(|_| Error::Other(libc::EINVAL))
-}
-
 /// The library's version line, e.g. `Berkeley DB 5.3.28: (September  9, 2013)`.
 pub fn version() -> String {
     // SAFETY: db_version accepts NULL out-pointers and returns a static string.
@@ -137,7 +129,7 @@ impl Env {
     /// running server. Fails (ENOENT) when the home has no regions.
     pub fn join(home: &Path, prefix: &'static CStr) -> Result<Env> {
         let env = Env::for_tool(prefix)?;
-        let home = c_path(home)?;
+        let home = c_string(home.as_os_str().as_bytes())?;
         // SAFETY: a live unopened handle and a NUL-terminated home.
         check(unsafe { method!(env.as_ptr(), open, home.as_ptr(), sys::DB_USE_ENVIRON, 0) })?;
         Ok(env)
@@ -148,7 +140,7 @@ impl Env {
     /// when no environment is running.
     pub fn open_private(home: &Path, subsystems: Subsystems, prefix: &'static CStr) -> Result<Env> {
         let env = Env::for_tool(prefix)?;
-        let home = c_path(home)?;
+        let home = c_string(home.as_os_str().as_bytes())?;
         let mut flags = sys::DB_CREATE | sys::DB_PRIVATE | sys::DB_USE_ENVIRON;
         if subsystems.mpool {
             flags |= sys::DB_INIT_MPOOL;
@@ -185,7 +177,7 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: an open environment with a log; log_cursor writes a handle.
         check(unsafe { method!(self.as_ptr(), log_cursor, &mut raw, 0) })?;
-        let cursor = LogCursor(NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?);
+        let cursor = LogCursor(non_null(raw)?);
         let mut records = Vec::new();
         loop {
             let mut lsn = sys::DB_LSN { file: 0, offset: 0 };
@@ -208,7 +200,7 @@ impl Env {
     /// Resets the page LSNs of database `file` to "not logged", so it can
     /// move to an environment with a different log (db_load -r lsn).
     pub fn lsn_reset(&self, file: &[u8]) -> Result<()> {
-        let file = c_bytes(file)?;
+        let file = c_string(file)?;
         // SAFETY: an open environment with a memory pool, a NUL-terminated name.
         check(unsafe { method!(self.as_ptr(), lsn_reset, file.as_ptr(), 0) })
     }
@@ -229,7 +221,7 @@ impl Database {
     /// transaction (as db_stat and db_dump do).
     pub fn open_readonly(env: &Env, file: &[u8]) -> Result<Database> {
         let db = Database::create(env)?;
-        let name = c_bytes(file)?;
+        let name = c_string(file)?;
         // SAFETY: a live unopened handle; on failure `db` is dropped, which
         // closes it as Berkeley DB requires.
         check(unsafe {
@@ -275,12 +267,10 @@ impl Database {
                 0
             )
         })?;
-        if raw.is_null() {
-            return Err(Error::Other(libc::ENOMEM));
-        }
+        let raw = non_null(raw)?;
         // SAFETY: a filled DB_QUEUE_STAT that we own and free exactly once.
         let stat = unsafe {
-            let s = &*raw;
+            let s = raw.as_ref();
             let out = QueueStat {
                 nkeys: s.qs_nkeys,
                 first_recno: s.qs_first_recno,
@@ -289,7 +279,7 @@ impl Database {
                 pagesize: s.qs_pagesize,
                 extentsize: s.qs_extentsize,
             };
-            libc::free(raw as *mut c_void);
+            libc::free(raw.as_ptr().cast());
             out
         };
         Ok(stat)
@@ -299,7 +289,7 @@ impl Database {
     /// (`DB->upgrade`); a file already current is left alone.
     pub fn upgrade_file(env: &Env, file: &[u8]) -> Result<()> {
         let db = Database::create(env)?;
-        let name = c_bytes(file)?;
+        let name = c_string(file)?;
         // SAFETY: a live unopened handle, as DB->upgrade requires; the
         // handle is closed when `db` drops.
         check(unsafe { method!(db.as_ptr(), upgrade, name.as_ptr(), 0) })

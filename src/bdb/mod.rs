@@ -26,6 +26,9 @@ pub use error::{Error, Result};
 pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};
 pub use txn::Txn;
 
+use std::ffi::CString;
+use std::ptr::NonNull;
+
 /// Calls a Berkeley DB method: the C handles keep their methods as
 /// function-pointer fields, always set on a live handle.
 macro_rules! method {
@@ -38,3 +41,16 @@ macro_rules! method {
     }};
 }
 pub(crate) use method;
+
+/// The handle a Berkeley DB constructor (`db_create`, `txn_begin`, ...)
+/// wrote through its out-pointer. They return 0 only with a handle, so
+/// NULL after success is reported as ENOMEM rather than trusted.
+fn non_null<T>(raw: *mut T) -> Result<NonNull<T>> {
+    NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))
+}
+
+/// A file or directory name for Berkeley DB; EINVAL when it holds a NUL
+/// byte, which no C string can.
+fn c_string(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| Error::Other(libc::EINVAL))
+}
