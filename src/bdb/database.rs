@@ -231,13 +231,15 @@ impl Database {
         }
     }
 
-    /// A cursor over every key/data pair, outside any transaction.
+    /// A cursor over every key/data pair in key order, outside any
+    /// transaction.
     pub fn cursor(&self) -> Result<Cursor<'_>> {
         let mut raw = ptr::null_mut();
         // SAFETY: an open handle; cursor writes a new cursor handle.
         check(unsafe { method!(self.ptr.as_ptr(), cursor, ptr::null_mut(), &mut raw, 0) })?;
         Ok(Cursor {
             ptr: non_null(raw)?,
+            done: false,
             _db: PhantomData,
         })
     }
@@ -248,27 +250,38 @@ fn bytes_of_mut(n: &mut u32) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(n as *mut u32 as *mut u8, 4) }
 }
 
-/// A cursor; it cannot outlive its database.
+/// A cursor walking a database from its first key/data pair to its last
+/// (DB_NEXT); it cannot outlive its database. As an iterator it yields
+/// each pair, or the error that ended the walk, and then nothing.
 pub struct Cursor<'db> {
     ptr: NonNull<sys::DBC>,
+    /// Set once the walk passed the last pair or failed.
+    done: bool,
     _db: PhantomData<&'db Database>,
 }
 
-impl Cursor<'_> {
-    /// The next key/data pair, or `None` past the last one.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+impl Iterator for Cursor<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         let (mut key, mut data) = (allocated(), allocated());
         // SAFETY: a live cursor; the DBTs ask for malloc'd results, which
         // take_allocated frees.
         let rc = unsafe { method!(self.ptr.as_ptr(), get, &mut key, &mut data, sys::DB_NEXT) };
         match check(rc) {
-            Ok(()) => Ok(Some((take_allocated(&key), take_allocated(&data)))),
-            Err(Error::NotFound) => Ok(None),
-            Err(e) => Err(e),
+            Ok(()) => Some(Ok((take_allocated(&key), take_allocated(&data)))),
+            Err(e) => {
+                self.done = true;
+                (e != Error::NotFound).then_some(Err(e))
+            }
         }
     }
 }
+
+impl std::iter::FusedIterator for Cursor<'_> {}
 
 impl Drop for Cursor<'_> {
     fn drop(&mut self) {

@@ -180,12 +180,10 @@ pub struct Peeked {
 pub fn peek(env: &Env, name: &str, n: usize) -> Result<Vec<Peeked>, String> {
     let db = Database::open_readonly(env, name.as_bytes())
         .map_err(|e| format!("DB->open: {name}: {e}"))?;
-    let mut cursor = db.cursor().map_err(|e| format!("{name}: {e}"))?;
+    let cursor = db.cursor().map_err(|e| format!("{name}: {e}"))?;
     let mut out = Vec::new();
-    while out.len() < n {
-        let Some((key, data)) = cursor.next().map_err(|e| format!("{name}: {e}"))? else {
-            break;
-        };
+    for entry in cursor.take(n) {
+        let (key, data) = entry.map_err(|e| format!("{name}: {e}"))?;
         let recno = key
             .get(..4)
             .map(|k| u32::from_ne_bytes(k.try_into().expect("4 bytes")))

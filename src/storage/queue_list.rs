@@ -53,13 +53,13 @@ fn name_of(key: &[u8]) -> &[u8] {
 /// Every entry of an open `queue.list` as (name, counters), in key order;
 /// a value too short for two counters reads as zeros.
 pub fn entries(list: &Database) -> bdb::Result<Vec<(Vec<u8>, Counts)>> {
-    let mut out = Vec::new();
-    let mut cursor = list.cursor()?;
-    while let Some((key, value)) = cursor.next()? {
-        let counts = Counts::decode(&value).unwrap_or_default();
-        out.push((name_of(&key).to_vec(), counts));
-    }
-    Ok(out)
+    list.cursor()?
+        .map(|entry| {
+            let (key, value) = entry?;
+            let counts = Counts::decode(&value).unwrap_or_default();
+            Ok((name_of(&key).to_vec(), counts))
+        })
+        .collect()
 }
 
 #[cfg(test)]
