@@ -83,8 +83,9 @@ pub(super) fn take_allocated(dbt: &sys::DBT) -> Vec<u8> {
     }
 }
 
-fn txn_ptr(txn: Option<&Txn<'_>>) -> *mut sys::DB_TXN {
-    txn.map_or(ptr::null_mut(), Txn::as_ptr)
+/// The handle of `txn`, which must belong to `env`, or NULL without one.
+fn txn_ptr(txn: Option<&Txn<'_>>, env: &Env) -> *mut sys::DB_TXN {
+    txn.map_or(ptr::null_mut(), |txn| txn.as_ptr_in(env))
 }
 
 impl Database {
@@ -119,7 +120,7 @@ impl Database {
             method!(
                 self.ptr.as_ptr(),
                 open,
-                txn_ptr(txn),
+                txn_ptr(txn, &self.env),
                 name.as_ptr(),
                 ptr::null(),
                 kind,
@@ -180,7 +181,7 @@ impl Database {
             method!(
                 self.ptr.as_ptr(),
                 put,
-                txn.as_ptr(),
+                txn.as_ptr_in(&self.env),
                 &mut key,
                 &mut data,
                 sys::DB_APPEND
@@ -200,7 +201,7 @@ impl Database {
             method!(
                 self.ptr.as_ptr(),
                 get,
-                txn.as_ptr(),
+                txn.as_ptr_in(&self.env),
                 &mut key,
                 &mut data,
                 sys::DB_CONSUME
@@ -217,14 +218,24 @@ impl Database {
     pub fn put(&self, txn: &Txn<'_>, key: &[u8], data: &[u8]) -> Result<()> {
         let (mut k, mut d) = (input(key), input(data));
         // SAFETY: as in `append`.
-        check(unsafe { method!(self.ptr.as_ptr(), put, txn.as_ptr(), &mut k, &mut d, 0) })
+        check(unsafe {
+            method!(
+                self.ptr.as_ptr(),
+                put,
+                txn.as_ptr_in(&self.env),
+                &mut k,
+                &mut d,
+                0
+            )
+        })
     }
 
     /// Deletes `key`; `Ok(false)` when it was not there.
     pub fn delete(&self, txn: &Txn<'_>, key: &[u8]) -> Result<bool> {
         let mut k = input(key);
         // SAFETY: as in `append`.
-        match check(unsafe { method!(self.ptr.as_ptr(), del, txn.as_ptr(), &mut k, 0) }) {
+        match check(unsafe { method!(self.ptr.as_ptr(), del, txn.as_ptr_in(&self.env), &mut k, 0) })
+        {
             Ok(()) => Ok(true),
             Err(Error::NotFound) => Ok(false),
             Err(e) => Err(e),

@@ -142,7 +142,7 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: a live environment; txn_begin writes a new handle.
         check(unsafe { method!(self.as_ptr(), txn_begin, ptr::null_mut(), &mut raw, 0) })?;
-        Ok(Txn::from_raw(non_null(raw)?))
+        Ok(Txn::from_raw(self, non_null(raw)?))
     }
 
     /// Writes a checkpoint now.
@@ -233,7 +233,7 @@ impl Env {
             method!(
                 self.as_ptr(),
                 dbremove,
-                txn.as_ptr(),
+                txn.as_ptr_in(self),
                 file.as_ptr(),
                 ptr::null(),
                 0

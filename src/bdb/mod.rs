@@ -10,7 +10,9 @@
 //! Ownership mirrors what Berkeley DB requires: an [`Env`] closes its handle
 //! when the last clone is dropped; each [`Database`] holds a clone, so it is
 //! always closed before its environment; a [`Txn`] and a [`Cursor`] borrow
-//! what they were opened from, so neither can outlive it.
+//! what they were opened from, so neither can outlive it. A `Txn` also
+//! remembers its environment: handing it to another environment's
+//! database is a bug, and panics.
 
 #![allow(unsafe_code)]
 
@@ -18,6 +20,8 @@ mod database;
 mod env;
 mod error;
 mod inspect;
+#[cfg(test)]
+mod tests;
 mod txn;
 
 pub use database::{Cursor, Database, QueueFormat};

@@ -1,4 +1,3 @@
-use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use libdb_sys as sys;
@@ -11,20 +10,32 @@ use super::{method, Env};
 pub struct Txn<'env> {
     /// `None` once committed or aborted.
     ptr: Option<NonNull<sys::DB_TXN>>,
-    /// A transaction must not outlive its environment.
-    _env: PhantomData<&'env Env>,
+    /// The environment it was begun in: it must not outlive it, and is
+    /// used only with it and its databases.
+    env: &'env Env,
 }
 
 impl<'env> Txn<'env> {
-    /// Wraps a handle fresh from `txn_begin`.
-    pub(super) fn from_raw(ptr: NonNull<sys::DB_TXN>) -> Txn<'env> {
+    /// Wraps a handle fresh from `txn_begin` on `env`.
+    pub(super) fn from_raw(env: &'env Env, ptr: NonNull<sys::DB_TXN>) -> Txn<'env> {
         Txn {
             ptr: Some(ptr),
-            _env: PhantomData,
+            env,
         }
     }
 
-    pub(super) fn as_ptr(&self) -> *mut sys::DB_TXN {
+    /// The handle, to pass to a call on `env` or one of its databases.
+    ///
+    /// # Panics
+    ///
+    /// When `env` is not the environment the transaction was begun in:
+    /// Berkeley DB's behaviour with a transaction of another environment is
+    /// undefined, and it is a bug in the caller.
+    pub(super) fn as_ptr_in(&self, env: &Env) -> *mut sys::DB_TXN {
+        assert!(
+            self.env.as_ptr() == env.as_ptr(),
+            "a transaction used with another Berkeley DB environment than its own"
+        );
         self.ptr.map_or(std::ptr::null_mut(), NonNull::as_ptr)
     }
 

@@ -1,0 +1,73 @@
+//! The safe layer against a real environment in a temporary home.
+
+use std::path::PathBuf;
+
+use super::*;
+
+/// A fresh home under the system temp dir, removed on drop.
+struct Home(PathBuf);
+
+impl Home {
+    fn new(tag: &str) -> Home {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("mcq-bdb-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Home(dir)
+    }
+
+    fn open(&self) -> Env {
+        let config = EnvConfig {
+            cache_bytes: 1 << 20,
+            log_buffer_bytes: 64 * 1024,
+            lock_table_size: 1000,
+            nosync: true,
+            auto_remove_logs: false,
+        };
+        Env::open(&self.0, &config).unwrap()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn cursor_walks_in_key_order_then_stays_finished() {
+    let home = Home::new("cursor");
+    let env = home.open();
+    let db = Database::open_btree(&env, b"list").unwrap();
+    let txn = env.begin().unwrap();
+    for key in [&b"b"[..], b"c", b"a"] {
+        db.put(&txn, key, &[key[0]; 3]).unwrap();
+    }
+    txn.commit().unwrap();
+
+    let mut cursor = db.cursor().unwrap();
+    let walked: Vec<_> = cursor.by_ref().collect::<Result<_>>().unwrap();
+    assert_eq!(
+        walked,
+        [
+            (b"a".to_vec(), b"aaa".to_vec()),
+            (b"b".to_vec(), b"bbb".to_vec()),
+            (b"c".to_vec(), b"ccc".to_vec()),
+        ]
+    );
+    assert!(cursor.next().is_none());
+    assert!(cursor.next().is_none());
+}
+
+#[test]
+#[should_panic(expected = "another Berkeley DB environment")]
+fn a_transaction_is_refused_by_another_environments_database() {
+    let (home_a, home_b) = (Home::new("txn-a"), Home::new("txn-b"));
+    let (env_a, env_b) = (home_a.open(), home_b.open());
+    let db_b = Database::open_btree(&env_b, b"list").unwrap();
+    let txn_a = env_a.begin().unwrap();
+    let _ = db_b.put(&txn_a, b"key", b"value");
+}
