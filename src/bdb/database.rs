@@ -5,7 +5,7 @@ use std::ptr::{self, NonNull};
 use libdb_sys as sys;
 
 use super::error::{check, Error, Result};
-use super::{c_string, method, non_null, Env, Txn};
+use super::{c_string, method, non_null, Env, Threaded, Threading, Txn};
 
 /// How new queue databases are laid out (-B, -A, -E).
 #[derive(Debug, Clone, Copy)]
@@ -18,20 +18,28 @@ pub struct QueueFormat {
     pub extent_pages: u32,
 }
 
-/// An open database handle; closed on drop, before its environment.
-pub struct Database {
+/// An open database handle; closed on drop, before its environment. `T`
+/// says whether it was opened with DB_THREAD, as for [`Env`].
+pub struct Database<T = Threaded>(DbHandle<T>);
+
+// SAFETY: a Database<Threaded> is made only by `DbHandle::open`, after
+// DB->open succeeded with Threaded::DB_OPEN_FLAG, DB_THREAD, which makes
+// the DB handle free-threaded (DB->open accepts it because the handle's
+// Env<Threaded> was opened with DB_THREAD too).
+unsafe impl Send for Database<Threaded> {}
+// SAFETY: as for Send.
+unsafe impl Sync for Database<Threaded> {}
+
+/// A DB handle from `db_create`, closed on drop whether or not it was
+/// opened; becomes a [`Database`] by [`DbHandle::open`]. Neither `Send`
+/// nor `Sync`.
+pub(super) struct DbHandle<T> {
     ptr: NonNull<sys::DB>,
     /// Keeps the environment open as long as this handle is.
-    env: Env,
+    env: Env<T>,
 }
 
-// SAFETY: databases are opened with DB_THREAD, which makes the DB handle
-// free-threaded.
-unsafe impl Send for Database {}
-// SAFETY: as for Send.
-unsafe impl Sync for Database {}
-
-impl Drop for Database {
+impl<T> Drop for DbHandle<T> {
     fn drop(&mut self) {
         let flags = self.env.close_flags();
         // SAFETY: a live handle, closed exactly once.
@@ -83,52 +91,96 @@ pub(super) fn take_allocated(dbt: &sys::DBT) -> Vec<u8> {
     }
 }
 
-/// The handle of `txn`, which must belong to `env`, or NULL without one.
-fn txn_ptr(txn: Option<&Txn<'_>>, env: &Env) -> *mut sys::DB_TXN {
-    txn.map_or(ptr::null_mut(), |txn| txn.as_ptr_in(env))
+impl<T> DbHandle<T> {
+    pub(super) fn as_ptr(&self) -> *mut sys::DB {
+        self.ptr.as_ptr()
+    }
 }
 
-impl Database {
-    pub(super) fn create(env: &Env) -> Result<Database> {
+impl<T: Threading> DbHandle<T> {
+    pub(super) fn create(env: &Env<T>) -> Result<DbHandle<T>> {
         let mut raw = ptr::null_mut();
         // SAFETY: a live environment; db_create writes a new handle.
         check(unsafe { sys::db_create(&mut raw, env.as_ptr(), 0) })?;
-        Ok(Database {
+        Ok(DbHandle {
             ptr: non_null(raw)?,
             env: env.clone(),
         })
     }
 
-    fn open(
+    /// DB->open of `file` as `kind` with `flags`, plus DB_THREAD when `T`
+    /// is [`Threaded`]; the only way to a [`Database`]. `mode` is for the
+    /// files DB_CREATE makes.
+    pub(super) fn open(
         self,
+        txn: Option<&Txn<'_>>,
+        file: &[u8],
+        kind: sys::DBTYPE,
+        flags: u32,
+        mode: i32,
+    ) -> Result<Database<T>> {
+        let name = c_string(file)?;
+        let txn = txn.map_or(ptr::null_mut(), |txn| txn.as_ptr_in(&self.env));
+        // SAFETY: a live, unopened handle; on failure `self` is dropped,
+        // which closes it as Berkeley DB requires.
+        check(unsafe {
+            method!(
+                self.as_ptr(),
+                open,
+                txn,
+                name.as_ptr(),
+                ptr::null(),
+                kind,
+                flags | T::DB_OPEN_FLAG,
+                mode
+            )
+        })?;
+        Ok(Database(self))
+    }
+}
+
+impl<T> Database<T> {
+    pub(super) fn as_ptr(&self) -> *mut sys::DB {
+        self.0.ptr.as_ptr()
+    }
+
+    /// The environment it was opened in.
+    fn env(&self) -> &Env<T> {
+        &self.0.env
+    }
+
+    /// A cursor over every key/data pair in key order, outside any
+    /// transaction.
+    pub fn cursor(&self) -> Result<Cursor<'_>> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: an open handle; cursor writes a new cursor handle.
+        check(unsafe { method!(self.as_ptr(), cursor, ptr::null_mut(), &mut raw, 0) })?;
+        Ok(Cursor {
+            ptr: non_null(raw)?,
+            done: false,
+            _db: PhantomData,
+        })
+    }
+}
+
+impl Database {
+    /// Opens `file` as `kind` in the server's environment: inside `txn`,
+    /// or in a transaction of its own.
+    fn open_in(
+        db: DbHandle<Threaded>,
         txn: Option<&Txn<'_>>,
         file: &[u8],
         kind: sys::DBTYPE,
         create: bool,
     ) -> Result<Database> {
-        let name = c_string(file)?;
-        let mut flags = sys::DB_THREAD;
+        let mut flags = 0;
         if create {
             flags |= sys::DB_CREATE;
         }
         if txn.is_none() {
             flags |= sys::DB_AUTO_COMMIT;
         }
-        // SAFETY: a live, unopened handle; on failure `self` is dropped,
-        // which closes it as Berkeley DB requires.
-        check(unsafe {
-            method!(
-                self.ptr.as_ptr(),
-                open,
-                txn_ptr(txn, &self.env),
-                name.as_ptr(),
-                ptr::null(),
-                kind,
-                flags,
-                0o664
-            )
-        })?;
-        Ok(self)
+        db.open(txn, file, kind, flags, 0o664)
     }
 
     /// Opens the DB_QUEUE database `file`; with `create`, makes it with
@@ -140,8 +192,8 @@ impl Database {
         format: QueueFormat,
         create: bool,
     ) -> Result<Database> {
-        let db = Database::create(env)?;
-        let p = db.ptr.as_ptr();
+        let db = DbHandle::create(env)?;
+        let p = db.as_ptr();
         // SAFETY: setters allowed on an unopened handle.
         unsafe {
             check(method!(p, set_re_len, format.record_len))?;
@@ -150,23 +202,19 @@ impl Database {
                 check(method!(p, set_q_extentsize, format.extent_pages))?;
             }
         }
-        db.open(txn, file, sys::DB_QUEUE, create)
+        Database::open_in(db, txn, file, sys::DB_QUEUE, create)
     }
 
     /// Opens (creating if missing) the DB_BTREE database `file`.
     pub fn open_btree(env: &Env, file: &[u8]) -> Result<Database> {
-        Database::create(env)?.open(None, file, sys::DB_BTREE, true)
-    }
-
-    pub(super) fn as_ptr(&self) -> *mut sys::DB {
-        self.ptr.as_ptr()
+        Database::open_in(DbHandle::create(env)?, None, file, sys::DB_BTREE, true)
     }
 
     /// The fixed record length of a queue database.
     pub fn record_len(&self) -> Result<u32> {
         let mut len = 0;
         // SAFETY: an open handle; `len` outlives the call.
-        check(unsafe { method!(self.ptr.as_ptr(), get_re_len, &mut len) })?;
+        check(unsafe { method!(self.as_ptr(), get_re_len, &mut len) })?;
         Ok(len)
     }
 
@@ -179,9 +227,9 @@ impl Database {
         // memory that outlives the call.
         check(unsafe {
             method!(
-                self.ptr.as_ptr(),
+                self.as_ptr(),
                 put,
-                txn.as_ptr_in(&self.env),
+                txn.as_ptr_in(self.env()),
                 &mut key,
                 &mut data,
                 sys::DB_APPEND
@@ -199,9 +247,9 @@ impl Database {
         // SAFETY: as in `append`; Berkeley DB writes at most `ulen` bytes.
         let rc = unsafe {
             method!(
-                self.ptr.as_ptr(),
+                self.as_ptr(),
                 get,
-                txn.as_ptr_in(&self.env),
+                txn.as_ptr_in(self.env()),
                 &mut key,
                 &mut data,
                 sys::DB_CONSUME
@@ -220,9 +268,9 @@ impl Database {
         // SAFETY: as in `append`.
         check(unsafe {
             method!(
-                self.ptr.as_ptr(),
+                self.as_ptr(),
                 put,
-                txn.as_ptr_in(&self.env),
+                txn.as_ptr_in(self.env()),
                 &mut k,
                 &mut d,
                 0
@@ -234,25 +282,11 @@ impl Database {
     pub fn delete(&self, txn: &Txn<'_>, key: &[u8]) -> Result<bool> {
         let mut k = input(key);
         // SAFETY: as in `append`.
-        match check(unsafe { method!(self.ptr.as_ptr(), del, txn.as_ptr_in(&self.env), &mut k, 0) })
-        {
+        match check(unsafe { method!(self.as_ptr(), del, txn.as_ptr_in(self.env()), &mut k, 0) }) {
             Ok(()) => Ok(true),
             Err(Error::NotFound) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// A cursor over every key/data pair in key order, outside any
-    /// transaction.
-    pub fn cursor(&self) -> Result<Cursor<'_>> {
-        let mut raw = ptr::null_mut();
-        // SAFETY: an open handle; cursor writes a new cursor handle.
-        check(unsafe { method!(self.ptr.as_ptr(), cursor, ptr::null_mut(), &mut raw, 0) })?;
-        Ok(Cursor {
-            ptr: non_null(raw)?,
-            done: false,
-            _db: PhantomData,
-        })
     }
 }
 
@@ -268,7 +302,8 @@ pub struct Cursor<'db> {
     ptr: NonNull<sys::DBC>,
     /// Set once the walk passed the last pair or failed.
     done: bool,
-    _db: PhantomData<&'db Database>,
+    /// Borrows the database it walks, whatever its `Database<T>`.
+    _db: PhantomData<&'db ()>,
 }
 
 impl Iterator for Cursor<'_> {

@@ -1,4 +1,5 @@
 use std::ffi::{c_char, CStr};
+use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{self, NonNull};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use libdb_sys as sys;
 
 use super::error::{check, Result};
-use super::{c_string, method, non_null, Txn};
+use super::{c_string, method, non_null, Threaded, Txn, Unthreaded};
 
 /// How to open the environment (docs/STORAGE.md, "The environment").
 #[derive(Debug, Clone)]
@@ -26,29 +27,34 @@ pub struct EnvConfig {
 }
 
 /// The C handle; closed when the last `Env` clone goes away.
-struct EnvHandle {
+struct EnvHandle<T> {
     ptr: NonNull<sys::DB_ENV>,
     /// Set by [`Env::checkpoint_for_shutdown`]: databases close without
     /// their own sync from then on.
     checkpointed_for_shutdown: AtomicBool,
+    /// [`Threaded`] when opened with DB_THREAD, else [`Unthreaded`].
+    _threads: PhantomData<T>,
 }
 
-impl EnvHandle {
-    fn new(raw: *mut sys::DB_ENV) -> Result<EnvHandle> {
+impl<T> EnvHandle<T> {
+    fn new(raw: *mut sys::DB_ENV) -> Result<EnvHandle<T>> {
         Ok(EnvHandle {
             ptr: non_null(raw)?,
             checkpointed_for_shutdown: AtomicBool::new(false),
+            _threads: PhantomData,
         })
     }
 }
 
-// SAFETY: the environment is opened with DB_THREAD, which makes the DB_ENV
-// handle free-threaded: Berkeley DB serialises access to it internally.
-unsafe impl Send for EnvHandle {}
+// SAFETY: `Env::open` makes every EnvHandle<Threaded> and opens it with
+// DB_THREAD, which makes the DB_ENV handle free-threaded: Berkeley DB
+// serialises access to it internally. Until DB_ENV->open has succeeded the
+// handle is a local of `Env::open`, used by that one thread.
+unsafe impl Send for EnvHandle<Threaded> {}
 // SAFETY: as for Send.
-unsafe impl Sync for EnvHandle {}
+unsafe impl Sync for EnvHandle<Threaded> {}
 
-impl Drop for EnvHandle {
+impl<T> Drop for EnvHandle<T> {
     fn drop(&mut self) {
         // SAFETY: the last reference to a live handle; every Database holds
         // an Env clone, so all of them are closed already.
@@ -59,10 +65,19 @@ impl Drop for EnvHandle {
     }
 }
 
-/// A transactional Berkeley DB environment.
-#[derive(Clone)]
-pub struct Env {
-    handle: Arc<EnvHandle>,
+/// A Berkeley DB environment: the server's transactional one
+/// (`Env<Threaded>`, shared by every thread), or one of the inspection
+/// tools' (`Env<Unthreaded>`, see [`Env::join`]).
+pub struct Env<T = Threaded> {
+    handle: Arc<EnvHandle<T>>,
+}
+
+impl<T> Clone for Env<T> {
+    fn clone(&self) -> Env<T> {
+        Env {
+            handle: Arc::clone(&self.handle),
+        }
+    }
 }
 
 /// Sends Berkeley DB's own error messages to our log.
@@ -125,18 +140,6 @@ impl Env {
         Ok(env)
     }
 
-    /// Wraps a handle fresh from `db_env_create`, so it is closed on drop
-    /// whether or not it gets opened.
-    pub(super) fn from_raw(raw: *mut sys::DB_ENV) -> Result<Env> {
-        Ok(Env {
-            handle: Arc::new(EnvHandle::new(raw)?),
-        })
-    }
-
-    pub(super) fn as_ptr(&self) -> *mut sys::DB_ENV {
-        self.handle.ptr.as_ptr()
-    }
-
     /// Begins a transaction.
     pub fn begin(&self) -> Result<Txn<'_>> {
         let mut raw = ptr::null_mut();
@@ -167,15 +170,6 @@ impl Env {
             .checkpointed_for_shutdown
             .store(true, Ordering::SeqCst);
         Ok(())
-    }
-
-    /// The flags for DB->close of this environment's databases.
-    pub(super) fn close_flags(&self) -> u32 {
-        if self.handle.checkpointed_for_shutdown.load(Ordering::SeqCst) {
-            sys::DB_NOSYNC
-        } else {
-            0
-        }
     }
 
     /// Writes and flushes the whole log to disk: every transaction committed
@@ -239,5 +233,33 @@ impl Env {
                 0
             )
         })
+    }
+}
+
+impl<T> Env<T> {
+    pub(super) fn as_ptr(&self) -> *mut sys::DB_ENV {
+        self.handle.ptr.as_ptr()
+    }
+
+    /// The flags for DB->close of this environment's databases.
+    pub(super) fn close_flags(&self) -> u32 {
+        if self.handle.checkpointed_for_shutdown.load(Ordering::SeqCst) {
+            sys::DB_NOSYNC
+        } else {
+            0
+        }
+    }
+}
+
+impl Env<Unthreaded> {
+    /// Wraps a handle fresh from `db_env_create` that will be opened
+    /// without DB_THREAD, so it is closed on drop whether or not it gets
+    /// opened.
+    pub(super) fn from_raw(raw: *mut sys::DB_ENV) -> Result<Env<Unthreaded>> {
+        // Both kinds of Env hold an Arc; this one is neither Send nor Sync,
+        // so its clones stay on the opening thread.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let handle = Arc::new(EnvHandle::new(raw)?);
+        Ok(Env { handle })
     }
 }

@@ -11,9 +11,9 @@ use std::ptr::{self, NonNull};
 
 use libdb_sys as sys;
 
-use super::database::{allocated, take_allocated};
+use super::database::{allocated, take_allocated, DbHandle};
 use super::error::{check, Error, Result};
-use super::{c_string, method, non_null, Database, Env};
+use super::{c_string, method, non_null, Database, Env, Unthreaded};
 
 /// Which region-backed subsystems a private environment needs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -106,9 +106,9 @@ pub const LOG_VERSION: u32 = sys::DB_LOGVERSION;
 /// The magic number at the start of every log file's header.
 pub const LOG_MAGIC: u32 = sys::DB_LOGMAGIC;
 
-impl Env {
+impl Env<Unthreaded> {
     /// A fresh, unopened handle reporting through stdout/stderr with `prefix`.
-    fn for_tool(prefix: &'static CStr) -> Result<Env> {
+    fn for_tool(prefix: &'static CStr) -> Result<Env<Unthreaded>> {
         let mut raw = ptr::null_mut();
         // SAFETY: db_env_create writes a new handle into `raw`.
         check(unsafe { sys::db_env_create(&mut raw, 0) })?;
@@ -126,8 +126,9 @@ impl Env {
 
     /// Joins the environment whose region files exist in `home`, creating
     /// nothing and running no recovery: the way `db_stat` attaches to a
-    /// running server. Fails (ENOENT) when the home has no regions.
-    pub fn join(home: &Path, prefix: &'static CStr) -> Result<Env> {
+    /// running server (without DB_THREAD, as `db_stat` does). Fails
+    /// (ENOENT) when the home has no regions.
+    pub fn join(home: &Path, prefix: &'static CStr) -> Result<Env<Unthreaded>> {
         let env = Env::for_tool(prefix)?;
         let home = c_string(home.as_os_str().as_bytes())?;
         // SAFETY: a live unopened handle and a NUL-terminated home.
@@ -136,9 +137,13 @@ impl Env {
     }
 
     /// Opens a private environment on `home` (regions in this process's
-    /// memory, no region files written): the way `db_stat` reads a home
-    /// when no environment is running.
-    pub fn open_private(home: &Path, subsystems: Subsystems, prefix: &'static CStr) -> Result<Env> {
+    /// memory, no region files written, no DB_THREAD): the way `db_stat`
+    /// reads a home when no environment is running.
+    pub fn open_private(
+        home: &Path,
+        subsystems: Subsystems,
+        prefix: &'static CStr,
+    ) -> Result<Env<Unthreaded>> {
         let env = Env::for_tool(prefix)?;
         let home = c_string(home.as_os_str().as_bytes())?;
         let mut flags = sys::DB_CREATE | sys::DB_PRIVATE | sys::DB_USE_ENVIRON;
@@ -152,7 +157,9 @@ impl Env {
         check(unsafe { method!(env.as_ptr(), open, home.as_ptr(), flags, 0) })?;
         Ok(env)
     }
+}
 
+impl<T> Env<T> {
     /// Prints one of the environment reports to stdout through Berkeley
     /// DB's own printer; `flags` as for the C call (e.g. DB_STAT_ALL).
     pub fn print_report(&self, report: EnvReport, flags: u32) -> Result<()> {
@@ -216,29 +223,26 @@ impl Drop for LogCursor {
     }
 }
 
-impl Database {
+impl Database<Unthreaded> {
     /// Opens database `file` read-only, whatever its type, outside any
-    /// transaction (as db_stat and db_dump do).
-    pub fn open_readonly(env: &Env, file: &[u8]) -> Result<Database> {
-        let db = Database::create(env)?;
-        let name = c_string(file)?;
-        // SAFETY: a live unopened handle; on failure `db` is dropped, which
-        // closes it as Berkeley DB requires.
-        check(unsafe {
-            method!(
-                db.as_ptr(),
-                open,
-                ptr::null_mut(),
-                name.as_ptr(),
-                ptr::null(),
-                sys::DB_UNKNOWN,
-                sys::DB_RDONLY,
-                0
-            )
-        })?;
-        Ok(db)
+    /// transaction and without DB_THREAD (as db_stat and db_dump do).
+    pub fn open_readonly(env: &Env<Unthreaded>, file: &[u8]) -> Result<Database<Unthreaded>> {
+        DbHandle::create(env)?.open(None, file, sys::DB_UNKNOWN, sys::DB_RDONLY, 0)
     }
 
+    /// Upgrades database `file` in place to this release's on-disk format
+    /// (`DB->upgrade`); a file already current is left alone.
+    pub fn upgrade_file(env: &Env<Unthreaded>, file: &[u8]) -> Result<()> {
+        // Never opened: DB->upgrade wants an unopened handle.
+        let db = DbHandle::create(env)?;
+        let name = c_string(file)?;
+        // SAFETY: a live unopened handle, as DB->upgrade requires; the
+        // handle is closed when `db` drops.
+        check(unsafe { method!(db.as_ptr(), upgrade, name.as_ptr(), 0) })
+    }
+}
+
+impl<T> Database<T> {
     /// Whether this is a DB_QUEUE database.
     pub fn is_queue(&self) -> Result<bool> {
         let mut kind = sys::DB_UNKNOWN;
@@ -283,15 +287,5 @@ impl Database {
             out
         };
         Ok(stat)
-    }
-
-    /// Upgrades database `file` in place to this release's on-disk format
-    /// (`DB->upgrade`); a file already current is left alone.
-    pub fn upgrade_file(env: &Env, file: &[u8]) -> Result<()> {
-        let db = Database::create(env)?;
-        let name = c_string(file)?;
-        // SAFETY: a live unopened handle, as DB->upgrade requires; the
-        // handle is closed when `db` drops.
-        check(unsafe { method!(db.as_ptr(), upgrade, name.as_ptr(), 0) })
     }
 }

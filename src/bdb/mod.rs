@@ -13,6 +13,23 @@
 //! what they were opened from, so neither can outlive it. A `Txn` also
 //! remembers its environment: handing it to another environment's
 //! database is a bug, and panics.
+//!
+//! # Threads
+//!
+//! [`Env`] and [`Database`] say in their type whether the handle was opened
+//! with `DB_THREAD`, which makes a Berkeley DB handle free-threaded:
+//!
+//! - `Env<Threaded>` and `Database<Threaded>` (the default parameter): the
+//!   server's, opened by [`Env::open`], [`Database::open_queue`] and
+//!   [`Database::open_btree`] with `DB_THREAD`. They are `Send` and `Sync`.
+//! - `Env<Unthreaded>` and `Database<Unthreaded>`: the inspection tools',
+//!   opened by [`Env::join`], [`Env::open_private`] and
+//!   [`Database::open_readonly`] without `DB_THREAD`, as `db_stat` and
+//!   `db_dump` open them: joining a running server's environment then takes
+//!   no mutexes from its shared region beyond what `db_stat` would, and
+//!   the private environments stay as light. They are neither `Send` nor
+//!   `Sync`, so the compiler keeps them on the thread that opened them,
+//!   which is all the tools need.
 
 #![allow(unsafe_code)]
 
@@ -32,6 +49,38 @@ pub use txn::Txn;
 
 use std::ffi::CString;
 use std::ptr::NonNull;
+
+/// The type parameter of handles opened with `DB_THREAD` (see "Threads"
+/// above): `Send` and `Sync`.
+#[derive(Debug, Clone, Copy)]
+pub enum Threaded {}
+
+/// The type parameter of handles opened without `DB_THREAD` (see
+/// "Threads" above): usable only on the thread that opened them.
+#[derive(Debug, Clone, Copy)]
+pub enum Unthreaded {}
+
+/// [`Threaded`] or [`Unthreaded`]; implemented by those two alone.
+pub trait Threading: sealed::Sealed {
+    /// What DB->open adds to its flags: `DB_THREAD` or nothing.
+    #[doc(hidden)]
+    const DB_OPEN_FLAG: u32;
+}
+
+impl Threading for Threaded {
+    const DB_OPEN_FLAG: u32 = libdb_sys::DB_THREAD;
+}
+
+impl Threading for Unthreaded {
+    const DB_OPEN_FLAG: u32 = 0;
+}
+
+mod sealed {
+    /// Keeps [`super::Threading`] to the two markers.
+    pub trait Sealed {}
+    impl Sealed for super::Threaded {}
+    impl Sealed for super::Unthreaded {}
+}
 
 /// Calls a Berkeley DB method: the C handles keep their methods as
 /// function-pointer fields, always set on a live handle.

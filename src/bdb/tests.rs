@@ -71,3 +71,33 @@ fn a_transaction_is_refused_by_another_environments_database() {
     let txn_a = env_a.begin().unwrap();
     let _ = db_b.put(&txn_a, b"key", b"value");
 }
+
+/// Compiles only when `T` is `Send` and `Sync`.
+fn assert_send_sync<T: Send + Sync>() {}
+
+/// `<T as NotSend<_>>::CHECK` compiles only when `T` is not `Send`: for a
+/// `Send` type both impls apply and the `_` is ambiguous.
+trait NotSend<A> {
+    const CHECK: () = ();
+}
+impl<T: ?Sized> NotSend<()> for T {}
+impl<T: ?Sized + Send> NotSend<u8> for T {}
+
+/// The same for `Sync`.
+trait NotSync<A> {
+    const CHECK: () = ();
+}
+impl<T: ?Sized> NotSync<()> for T {}
+impl<T: ?Sized + Sync> NotSync<u8> for T {}
+
+#[test]
+fn only_handles_opened_with_db_thread_cross_threads() {
+    assert_send_sync::<Env>();
+    assert_send_sync::<Database>();
+    let () = <Env<Unthreaded> as NotSend<_>>::CHECK;
+    let () = <Env<Unthreaded> as NotSync<_>>::CHECK;
+    let () = <Database<Unthreaded> as NotSend<_>>::CHECK;
+    let () = <Database<Unthreaded> as NotSync<_>>::CHECK;
+    let () = <Txn<'static> as NotSend<_>>::CHECK;
+    let () = <Cursor<'static> as NotSend<_>>::CHECK;
+}

@@ -31,7 +31,7 @@ impl<'env> Txn<'env> {
     /// When `env` is not the environment the transaction was begun in:
     /// Berkeley DB's behaviour with a transaction of another environment is
     /// undefined, and it is a bug in the caller.
-    pub(super) fn as_ptr_in(&self, env: &Env) -> *mut sys::DB_TXN {
+    pub(super) fn as_ptr_in<T>(&self, env: &Env<T>) -> *mut sys::DB_TXN {
         assert!(
             self.env.as_ptr() == env.as_ptr(),
             "a transaction used with another Berkeley DB environment than its own"

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use getopts::Options;
 
-use crate::bdb::{self, Database, Env, EnvReport, Subsystems};
+use crate::bdb::{self, Database, Env, EnvReport, Subsystems, Unthreaded};
 
 /// Prefix of Berkeley DB's own error messages, as db_stat uses its name.
 const PROGRAM: &CStr = c"memcacheq-stat";
@@ -158,7 +158,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
 
 /// Joins the running environment in `home`, or, if there is none and
 /// `private` names what the request needs, opens a private one.
-fn open_env(home: &Path, private: Option<Subsystems>) -> Result<Env, String> {
+fn open_env(home: &Path, private: Option<Subsystems>) -> Result<Env<Unthreaded>, String> {
     let shown = if home.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -175,7 +175,7 @@ fn open_env(home: &Path, private: Option<Subsystems>) -> Result<Env, String> {
 }
 
 /// An environment in which database files can be opened (-d, -Q).
-fn open_for_databases(home: &Path) -> Result<Env, String> {
+fn open_for_databases(home: &Path) -> Result<Env<Unthreaded>, String> {
     let subsystems = Subsystems {
         mpool: true,
         log: false,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use crate::bdb::{Database, Env, QueueStat};
+use crate::bdb::{Database, Env, QueueStat, Unthreaded};
 use crate::item;
 use crate::storage::queue_list::{self, Counts};
 
@@ -25,7 +25,7 @@ pub struct QueueLine {
 }
 
 /// Every `queue.list` entry as (name, counters), in key order.
-fn list_entries(env: &Env) -> Result<Vec<(Vec<u8>, Counts)>, String> {
+fn list_entries(env: &Env<Unthreaded>) -> Result<Vec<(Vec<u8>, Counts)>, String> {
     let list = Database::open_readonly(env, queue_list::FILE_NAME.as_bytes())
         .map_err(|e| format!("DB->open: queue.list: {e}"))?;
     queue_list::entries(&list).map_err(|e| format!("queue.list: {e}"))
@@ -61,7 +61,11 @@ fn bytes_on_disk(home: &Path, name: &[u8]) -> u64 {
 }
 
 /// Collects the overview lines, for every queue or only `only`.
-pub fn collect(env: &Env, home: &Path, only: Option<&str>) -> Result<Vec<QueueLine>, String> {
+pub fn collect(
+    env: &Env<Unthreaded>,
+    home: &Path,
+    only: Option<&str>,
+) -> Result<Vec<QueueLine>, String> {
     let mut lines = Vec::new();
     for (name, counts) in list_entries(env)? {
         if only.is_some_and(|q| q.as_bytes() != name.as_slice()) {
@@ -177,7 +181,7 @@ pub struct Peeked {
 }
 
 /// The first `n` records of queue `name`, read with a cursor.
-pub fn peek(env: &Env, name: &str, n: usize) -> Result<Vec<Peeked>, String> {
+pub fn peek(env: &Env<Unthreaded>, name: &str, n: usize) -> Result<Vec<Peeked>, String> {
     let db = Database::open_readonly(env, name.as_bytes())
         .map_err(|e| format!("DB->open: {name}: {e}"))?;
     let cursor = db.cursor().map_err(|e| format!("{name}: {e}"))?;
@@ -247,7 +251,7 @@ pub fn format_peek_json(peeked: &[Peeked]) -> String {
 
 /// Prints the overview (and the peek, if asked).
 pub fn run(
-    env: &Env,
+    env: &Env<Unthreaded>,
     home: &Path,
     only: Option<&str>,
     peek_n: Option<usize>,

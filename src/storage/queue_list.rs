@@ -50,9 +50,10 @@ fn name_of(key: &[u8]) -> &[u8] {
     key.strip_suffix(&[0]).unwrap_or(key)
 }
 
-/// Every entry of an open `queue.list` as (name, counters), in key order;
-/// a value too short for two counters reads as zeros.
-pub fn entries(list: &Database) -> bdb::Result<Vec<(Vec<u8>, Counts)>> {
+/// Every entry of an open `queue.list` (the server's or a tool's) as (name,
+/// counters), in key order; a value too short for two counters reads as
+/// zeros.
+pub fn entries<T>(list: &Database<T>) -> bdb::Result<Vec<(Vec<u8>, Counts)>> {
     list.cursor()?
         .map(|entry| {
             let (key, value) = entry?;
