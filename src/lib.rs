@@ -8,6 +8,7 @@
 //! - `server`: the mio reactor, connections, and the group-commit executor.
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
 //! - `stats`: the `stats` counters.
+//! - `log_limit`: rate-limited logging of errors that repeat (a full disk).
 //! - `inspect`: `memcacheq-stat` (db_stat's reports, the `-Q` queue
 //!   overview, `--peek`) and `memcacheq-upgrade` (moving a home to our
 //!   Berkeley DB release).
@@ -15,6 +16,7 @@
 pub mod bdb;
 pub mod config;
 pub mod inspect;
+mod log_limit;
 mod os;
 pub mod protocol;
 pub mod queue_name;

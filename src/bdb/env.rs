@@ -50,7 +50,9 @@ pub struct Env {
     handle: Arc<EnvHandle>,
 }
 
-/// Sends Berkeley DB's own error messages to our log.
+/// Sends Berkeley DB's own error messages to our log. A failing disk makes
+/// it repeat the same message for every write, so each kind (the text up
+/// to its first colon, e.g. `BDB0137 write`) is rate-limited.
 unsafe extern "C" fn log_bdb_message(
     _env: *const sys::DB_ENV,
     _prefix: *const c_char,
@@ -58,8 +60,9 @@ unsafe extern "C" fn log_bdb_message(
 ) {
     if !message.is_null() {
         // SAFETY: Berkeley DB passes a NUL-terminated message.
-        let text = unsafe { CStr::from_ptr(message) };
-        log::error!("berkeley db: {}", text.to_string_lossy());
+        let text = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+        let kind = text.split(':').next().unwrap_or_default();
+        crate::log_limit::error!(kind, "berkeley db: {text}");
     }
 }
 

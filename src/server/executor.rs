@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::bdb::{self, Txn};
+use crate::log_limit;
 use crate::protocol::{reply, Command};
 use crate::stats::{Stats, VERSION};
 use crate::storage::record;
@@ -129,15 +130,21 @@ impl Executor {
                 }
                 Err(Stop::Retry) if retries < DEADLOCK_RETRIES => retries += 1,
                 Err(Stop::Retry) => {
-                    log::error!("giving up after {retries} deadlock retries");
+                    log_limit::error!("deadlock", "giving up after {retries} deadlock retries");
                     return fail_all(entries, stats);
                 }
                 Err(Stop::Failed(i, e)) => {
-                    log::error!("command failed, running the others without it: {e}");
+                    log_limit::error!(
+                        "command",
+                        "command failed, running the others without it: {e}"
+                    );
                     failed[i] = true;
                 }
                 Err(Stop::Txn(e)) => {
-                    log::error!("transaction failed, nothing of it acknowledged: {e}");
+                    log_limit::error!(
+                        "transaction",
+                        "transaction failed, nothing of it acknowledged: {e}"
+                    );
                     return fail_all(entries, stats);
                 }
             }
@@ -151,7 +158,8 @@ impl Executor {
             if let Command::Set { queue, .. } = &e.command {
                 if !self.store.contains(queue) {
                     if let Err(err) = self.store.create(queue) {
-                        log::error!(
+                        log_limit::error!(
+                            "queue creation",
                             "creating queue {:?} failed: {err}",
                             String::from_utf8_lossy(queue)
                         );

@@ -13,6 +13,7 @@ use std::time::Duration;
 use mio::Waker;
 
 use crate::bdb::Env;
+use crate::log_limit;
 
 /// Pause before retrying a failed flush.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -107,7 +108,7 @@ fn flush_loop(env: &Env, shared: &Shared, waker: &Waker) {
         };
         if let Err(e) = env.flush_log() {
             // Replies stay held: nothing is acknowledged that is not on disk.
-            log::error!("flushing the log failed, retrying: {e}");
+            log_limit::error!("log flush", "flushing the log failed, retrying: {e}");
             thread::sleep(RETRY_DELAY);
             continue;
         }

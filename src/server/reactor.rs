@@ -14,6 +14,7 @@ use super::executor::{Entry, Executor, Origin};
 use super::log_flusher::LogFlusher;
 use super::socket::{Listener, Stream};
 use crate::config::Config;
+use crate::log_limit;
 use crate::protocol::{reply, udp, Command, Parser, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
@@ -180,7 +181,7 @@ impl Reactor {
                     // Typically EMFILE: the rest wait in the backlog, and
                     // accepting resumes when a connection closes (no new
                     // edge would come for connections already waiting).
-                    log::error!("accept failed: {e}");
+                    log_limit::error!("accept", "accept failed: {e}");
                     self.accept_paused = true;
                     return;
                 }
