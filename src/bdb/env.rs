@@ -98,9 +98,17 @@ impl Env {
             check(method!(p, set_lk_max_objects, lock_size))?;
             check(method!(p, set_tx_max, lock_size))?;
             check(method!(p, set_lg_bsize, config.log_buffer_bytes))?;
-            if config.nosync {
-                check(method!(p, set_flags, sys::DB_TXN_NOSYNC, 1))?;
-            }
+        }
+        if config.nosync {
+            env.set_flag(sys::DB_TXN_NOSYNC)?;
+        }
+        // Region files are written in full when created, so the memory
+        // mapped from them is on disk, not a hole that a full disk turns
+        // into SIGBUS (the parts they grow by later: storage::space).
+        env.set_flag(sys::DB_REGION_INIT)?;
+        // SAFETY: `p` is still live and not yet opened: log_set_config is
+        // allowed, and open gets a NUL-terminated home outliving the call.
+        unsafe {
             if config.auto_remove_logs {
                 check(method!(p, log_set_config, sys::DB_LOG_AUTO_REMOVE, 1))?;
             }
@@ -114,6 +122,13 @@ impl Env {
             check(method!(p, open, home.as_ptr(), flags, 0o660))?;
         }
         Ok(env)
+    }
+
+    /// Turns on one of the `DB_ENV->set_flags` flags.
+    fn set_flag(&self, flag: u32) -> Result<()> {
+        // SAFETY: a live handle; Berkeley DB refuses (EINVAL) a flag that
+        // cannot be set at this point of the handle's life.
+        check(unsafe { method!(self.as_ptr(), set_flags, flag, 1) })
     }
 
     /// Wraps a handle fresh from `db_env_create`, so it is closed on drop

@@ -18,7 +18,7 @@ use crate::os;
 use crate::protocol::Parser;
 use crate::queue_name::NameRules;
 use crate::stats::Stats;
-use crate::storage::{ChoreSchedule, Chores, QueueStore};
+use crate::storage::{self, ChoreSchedule, Chores, QueueStore};
 use executor::Executor;
 use mio::net::{TcpListener, UdpSocket};
 use reactor::Reactor;
@@ -143,6 +143,8 @@ fn serve(
             config.home.display()
         )
     })?;
+    let reserved = storage::reserve_regions(&config.home)?;
+    log::info!("reserved {} MB for the region files", reserved >> 20);
     let chores = Chores::start(
         store.env(),
         ChoreSchedule {
