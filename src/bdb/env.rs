@@ -1,6 +1,6 @@
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
@@ -166,6 +166,70 @@ impl Env {
     pub fn flush_log(&self) -> Result<()> {
         // SAFETY: a live environment; a NULL LSN means the whole log.
         check(unsafe { method!(self.as_ptr(), log_flush, ptr::null()) })
+    }
+
+    /// Where the log ends now: the number of the log file being written.
+    pub fn log_tail_file(&self) -> Result<u32> {
+        let mut raw: *mut sys::DB_LOG_STAT = ptr::null_mut();
+        // SAFETY: a live environment with a log; Berkeley DB mallocs the
+        // result, which we read and free exactly once.
+        unsafe {
+            check(method!(self.as_ptr(), log_stat, &mut raw, 0))?;
+            let stat = NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?;
+            let file = stat.as_ref().st_cur_file;
+            libc::free(stat.as_ptr() as *mut c_void);
+            Ok(file)
+        }
+    }
+
+    /// The size of a full log file in bytes (set_lg_max; 10 MB by default).
+    pub fn log_file_size(&self) -> Result<u32> {
+        let mut size = 0;
+        // SAFETY: a live environment; `size` outlives the call.
+        check(unsafe { method!(self.as_ptr(), get_lg_max, &mut size) })?;
+        Ok(size)
+    }
+
+    /// The path of log file number `file` (`<home>/log.<file>` unless
+    /// DB_CONFIG names another log directory).
+    pub fn log_file_path(&self, file: u32) -> Result<PathBuf> {
+        let lsn = sys::DB_LSN { file, offset: 0 };
+        let mut buf = [0 as c_char; 4096];
+        // SAFETY: a live environment; Berkeley DB writes a NUL-terminated
+        // name of at most `buf.len()` bytes into `buf`.
+        let name = unsafe {
+            check(method!(
+                self.as_ptr(),
+                log_file,
+                &lsn,
+                buf.as_mut_ptr(),
+                buf.len()
+            ))?;
+            CStr::from_ptr(buf.as_ptr())
+        };
+        Ok(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
+    }
+
+    /// Bytes of cache pages modified but not yet written to their files.
+    pub fn dirty_cache_bytes(&self) -> Result<u64> {
+        let mut raw: *mut sys::DB_MPOOL_STAT = ptr::null_mut();
+        // SAFETY: a live environment with a memory pool; no per-file
+        // statistics are asked for; the malloc'd result is read and freed
+        // exactly once.
+        unsafe {
+            check(method!(
+                self.as_ptr(),
+                memp_stat,
+                &mut raw,
+                ptr::null_mut(),
+                0
+            ))?;
+            let stat = NonNull::new(raw).ok_or(Error::Other(libc::ENOMEM))?;
+            let s = stat.as_ref();
+            let bytes = u64::from(s.st_page_dirty) * u64::from(s.st_pagesize);
+            libc::free(stat.as_ptr() as *mut c_void);
+            Ok(bytes)
+        }
     }
 
     /// Writes dirty cache pages until `percent` of the cache is clean;

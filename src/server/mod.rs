@@ -18,7 +18,7 @@ use crate::os;
 use crate::protocol::Parser;
 use crate::queue_name::NameRules;
 use crate::stats::Stats;
-use crate::storage::{self, ChoreSchedule, Chores, QueueStore};
+use crate::storage::{self, ChoreSchedule, Chores, DiskSpace, QueueStore};
 use executor::Executor;
 use mio::net::{TcpListener, UdpSocket};
 use reactor::Reactor;
@@ -145,6 +145,7 @@ fn serve(
     })?;
     let reserved = storage::reserve_regions(&config.home)?;
     log::info!("reserved {} MB for the region files", reserved >> 20);
+    let space = DiskSpace::new(&config.home, store.env());
     let chores = Chores::start(
         store.env(),
         ChoreSchedule {
@@ -163,7 +164,7 @@ fn serve(
         udp,
         mio::net::UnixStream::from_std(signals),
         Parser::new(names, config.record_len),
-        Executor::new(store, config.names_only_stats, !config.nosync),
+        Executor::new(store, config.names_only_stats, !config.nosync, space),
         Stats::new(config.threads),
         config,
     )
@@ -176,11 +177,18 @@ fn serve(
     }
     let served = reactor.run();
 
-    // Shutdown: chores first, then a last checkpoint, then the handles
-    // close in order (queues, queue.list, the environment) as they drop.
+    // Shutdown: chores first, then the log is flushed (with -N the last
+    // commits may be in memory only; a checkpoint that fails on a full
+    // disk would leave them there), then a last checkpoint, then the
+    // handles close in order (queues, queue.list, the environment) as
+    // they drop.
     chores.stop();
     let executor = served.map_err(|e| format!("event loop failed: {e}"))?;
-    if let Err(e) = executor.store().env().checkpoint() {
+    let env = executor.store().env();
+    if let Err(e) = env.flush_log() {
+        log::error!("final log flush failed: {e}");
+    }
+    if let Err(e) = env.checkpoint() {
         log::error!("final checkpoint failed: {e}");
     }
     drop(executor);

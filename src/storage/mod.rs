@@ -9,4 +9,4 @@ mod space;
 
 pub use chores::{ChoreSchedule, Chores};
 pub use queues::{Counts, QueueStore};
-pub use space::reserve_regions;
+pub use space::{reserve_regions, DiskSpace, LogReserve};
