@@ -9,12 +9,14 @@
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
 //! - `stats`: the `stats` counters.
 //! - `log_limit`: rate-limited logging of errors that repeat (a full disk).
+//! - `fatal`: Berkeley DB asking for recovery, which ends the server.
 //! - `inspect`: `memcacheq-stat` (db_stat's reports, the `-Q` queue
 //!   overview, `--peek`) and `memcacheq-upgrade` (moving a home to our
 //!   Berkeley DB release).
 
 pub mod bdb;
 pub mod config;
+mod fatal;
 pub mod inspect;
 mod log_limit;
 mod os;

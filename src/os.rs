@@ -24,6 +24,11 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
     }
 }
 
+/// Makes the event loop stop as a stop signal does (from any thread).
+pub fn request_stop() {
+    on_stop_signal(0);
+}
+
 /// Bytes an unprivileged process may still allocate on the filesystem
 /// holding `path` (statvfs: available blocks times the fragment size).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {

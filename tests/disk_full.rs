@@ -381,3 +381,39 @@ fn full_disk_with_nosync_loses_nothing_on_a_clean_stop() {
         &["-N"],
     );
 }
+
+/// When Berkeley DB says the environment needs recovery (here another
+/// process panics it, as a failed write can), the server exits with a
+/// failure and says why; the restart runs recovery and serves what was
+/// stored.
+#[test]
+fn environment_needing_recovery_ends_the_server_with_a_failure() {
+    let home = Home::new();
+    let mut server = home.start(&[]);
+    let mut c = server.client();
+    c.set("jobs", 0, b"kept");
+    let env =
+        memcacheq::bdb::Env::join(&home.path, c"disk_full test").expect("join the environment");
+    env.panic().expect("panic the environment");
+    drop(env);
+    let deadline = Instant::now() + STOP_LIMIT;
+    let status = loop {
+        if let Some(status) = server.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the panic:\n{}",
+            server.output()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let output = server.output();
+    eprintln!("after the panic ({status}):\n{output}");
+    assert!(!status.success(), "exit status {status}; output:\n{output}");
+    assert!(output.contains("needs recovery"), "output:\n{output}");
+    let server = home.start(&[]);
+    let mut c = server.client();
+    assert_eq!(c.get("jobs").map(|m| m.body), Some(b"kept".to_vec()));
+    server.stop();
+}

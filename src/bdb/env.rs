@@ -232,6 +232,13 @@ impl Env {
         }
     }
 
+    /// Marks the environment as needing recovery (DB_PANIC_ENVIRONMENT):
+    /// from then on every process using it gets DB_RUNRECOVERY. For drills
+    /// and tests of what the server does then.
+    pub fn panic(&self) -> Result<()> {
+        self.set_flag(sys::DB_PANIC_ENVIRONMENT)
+    }
+
     /// Writes dirty cache pages until `percent` of the cache is clean;
     /// returns how many pages were written.
     pub fn trickle(&self, percent: i32) -> Result<i32> {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::bdb::{self, Txn};
+use crate::fatal;
 use crate::log_limit;
 use crate::protocol::{reply, Command};
 use crate::stats::{Stats, VERSION};
@@ -163,10 +164,12 @@ impl Executor {
                     });
                 }
                 Err(Stop::Failed(_, e) | Stop::Txn(e)) => {
-                    log_limit::error!(
-                        "transaction",
-                        "transaction failed, nothing of it acknowledged: {e}"
-                    );
+                    if !fatal::check("a transaction", e) {
+                        log_limit::error!(
+                            "transaction",
+                            "transaction failed, nothing of it acknowledged: {e}"
+                        );
+                    }
                     return fail_all(entries, stats, Some(e));
                 }
             }
@@ -191,11 +194,13 @@ impl Executor {
             }
             *space -= DiskSpace::queue_cost();
             if let Err(err) = self.store.create(queue) {
-                log_limit::error!(
-                    "queue creation",
-                    "creating queue {:?} failed: {err}",
-                    String::from_utf8_lossy(queue)
-                );
+                if !fatal::check("creating a queue", err) {
+                    log_limit::error!(
+                        "queue creation",
+                        "creating queue {:?} failed: {err}",
+                        String::from_utf8_lossy(queue)
+                    );
+                }
                 failed[i] = Some(if err.is_disk_full() {
                     reply::NO_SPACE
                 } else {
@@ -332,7 +337,9 @@ impl Executor {
                 Ok(true) => out.extend_from_slice(reply::DELETED),
                 Ok(false) => out.extend_from_slice(reply::NOT_FOUND),
                 Err(e) => {
-                    log::error!("deleting {:?} failed: {e}", String::from_utf8_lossy(queue));
+                    if !fatal::check("deleting a queue", e) {
+                        log::error!("deleting {:?} failed: {e}", String::from_utf8_lossy(queue));
+                    }
                     out.extend_from_slice(reply::DELETE_FAILED);
                 }
             },
@@ -389,7 +396,9 @@ fn ok_or_error(result: bdb::Result<()>, out: &mut Vec<u8>) {
     match result {
         Ok(()) => out.extend_from_slice(reply::OK),
         Err(e) => {
-            log::error!("{e}");
+            if !fatal::check("a db_checkpoint or db_archive command", e) {
+                log::error!("{e}");
+            }
             out.extend_from_slice(reply::ERROR);
         }
     }

@@ -24,6 +24,7 @@ use std::thread::{self, JoinHandle};
 use mio::Waker;
 
 use crate::bdb::{self, Env};
+use crate::fatal;
 use crate::log_limit;
 use crate::storage::LogReserve;
 
@@ -197,10 +198,11 @@ fn flush_loop(env: &Env, shared: &Shared, waker: &Waker, mut reserve: Option<Log
             log::error!("waking the reactor failed: {e}");
         }
         match flushed {
-            Err(e) => log_limit::error!(
+            Err(e) if !fatal::check("flushing the log", e) => log_limit::error!(
                 "log flush",
                 "flushing the log failed, sets not acknowledged: {e}"
             ),
+            Err(_) => {}
             Ok(()) => {
                 if let Some(reserve) = &mut reserve {
                     reserve.check();

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::bdb::{EnvConfig, QueueFormat};
 use crate::config::Config;
+use crate::fatal;
 use crate::os;
 use crate::protocol::Parser;
 use crate::queue_name::NameRules;
@@ -184,14 +185,21 @@ fn serve(
     // they drop.
     chores.stop();
     let executor = served.map_err(|e| format!("event loop failed: {e}"))?;
-    let env = executor.store().env();
-    if let Err(e) = env.flush_log() {
-        log::error!("final log flush failed: {e}");
-    }
-    if let Err(e) = env.checkpoint() {
-        log::error!("final checkpoint failed: {e}");
+    if fatal::reason().is_none() {
+        let env = executor.store().env();
+        if let Err(e) = env.flush_log() {
+            log::error!("final log flush failed: {e}");
+        }
+        if let Err(e) = env.checkpoint() {
+            log::error!("final checkpoint failed: {e}");
+        }
     }
     drop(executor);
+    if let Some(reason) = fatal::reason() {
+        return Err(format!(
+            "{reason}; exiting, recovery runs at the next start"
+        ));
+    }
     log::info!("stopped");
     Ok(())
 }
