@@ -239,7 +239,7 @@ impl LogReserve {
             Err(e) => {
                 log_limit::error!(
                     "log reserve",
-                    "can't allocate log file {file} in full ({e}); flushing before replying"
+                    "can't allocate log file {file} in full ({e}); writing the log may fail"
                 );
                 self.short = Some((file, Instant::now()));
                 false
