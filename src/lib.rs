@@ -11,6 +11,8 @@
 //!   These two are the only modules that may call C; both say so, and
 //!   why, in their own docs.
 //! - `stats`: the `stats` counters.
+//! - `log_limit`: rate-limited logging of errors that repeat (a full disk).
+//! - `fatal`: Berkeley DB asking for recovery, which ends the server.
 //! - `inspect`: `memcacheq-stat` (db_stat's reports, the `-Q` queue
 //!   overview, `--peek`) and `memcacheq-upgrade` (moving a home to our
 //!   Berkeley DB release).
@@ -20,8 +22,10 @@
 
 pub mod bdb;
 pub mod config;
+mod fatal;
 pub mod inspect;
 pub mod item;
+mod log_limit;
 mod os;
 pub mod protocol;
 pub mod queue_name;

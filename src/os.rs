@@ -9,9 +9,12 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Write end of the signal pipe; -1 until installed.
@@ -24,6 +27,47 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
         // SAFETY: write(2) is async-signal-safe; a full pipe just drops the
         // byte, and one pending byte is enough to stop.
         unsafe { libc::write(fd, &byte as *const u8 as *const libc::c_void, 1) };
+    }
+}
+
+/// Makes the event loop stop as a stop signal does (from any thread).
+pub fn request_stop() {
+    on_stop_signal(0);
+}
+
+/// Bytes an unprivileged process may still allocate on the filesystem
+/// holding `path` (statvfs: available blocks times the fragment size).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs fills the zeroed struct it is given; the path is
+    // NUL-terminated and outlives the call.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st
+    };
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Allocates disk blocks for the first `len` bytes of `file` without
+/// changing its size (fallocate with FALLOC_FL_KEEP_SIZE), so that writing
+/// them, or touching them through a mapping, cannot fail for lack of space.
+pub fn allocate(file: &File, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: fallocate on a descriptor `file` keeps open for the call.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

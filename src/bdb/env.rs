@@ -1,7 +1,7 @@
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr, OsStr};
 use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,7 +80,9 @@ impl<T> Clone for Env<T> {
     }
 }
 
-/// Sends Berkeley DB's own error messages to our log.
+/// Sends Berkeley DB's own error messages to our log. A failing disk makes
+/// it repeat the same message for every write, so each kind (the text up
+/// to its first colon, e.g. `BDB0137 write`) is rate-limited.
 unsafe extern "C" fn log_bdb_message(
     _env: *const sys::DB_ENV,
     _prefix: *const c_char,
@@ -88,8 +90,9 @@ unsafe extern "C" fn log_bdb_message(
 ) {
     if !message.is_null() {
         // SAFETY: Berkeley DB passes a NUL-terminated message.
-        let text = unsafe { CStr::from_ptr(message) };
-        log::error!("berkeley db: {}", text.to_string_lossy());
+        let text = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+        let kind = text.split(':').next().unwrap_or_default();
+        crate::log_limit::error!(kind, "berkeley db: {text}");
     }
 }
 
@@ -122,9 +125,17 @@ impl Env {
             check(method!(p, set_lk_max_objects, lock_size))?;
             check(method!(p, set_tx_max, lock_size))?;
             check(method!(p, set_lg_bsize, config.log_buffer_bytes))?;
-            if config.nosync {
-                check(method!(p, set_flags, sys::DB_TXN_NOSYNC, 1))?;
-            }
+        }
+        if config.nosync {
+            env.set_flag(sys::DB_TXN_NOSYNC)?;
+        }
+        // Region files are written in full when created, so the memory
+        // mapped from them is on disk, not a hole that a full disk turns
+        // into SIGBUS (the parts they grow by later: storage::space).
+        env.set_flag(sys::DB_REGION_INIT)?;
+        // SAFETY: `p` is still live and not yet opened: log_set_config is
+        // allowed, and open gets a NUL-terminated home outliving the call.
+        unsafe {
             if config.auto_remove_logs {
                 check(method!(p, log_set_config, sys::DB_LOG_AUTO_REMOVE, 1))?;
             }
@@ -177,6 +188,70 @@ impl Env {
     pub fn flush_log(&self) -> Result<()> {
         // SAFETY: a live environment; a NULL LSN means the whole log.
         check(unsafe { method!(self.as_ptr(), log_flush, ptr::null()) })
+    }
+
+    /// Where the log ends now: the number of the log file being written.
+    pub fn log_tail_file(&self) -> Result<u32> {
+        let mut raw: *mut sys::DB_LOG_STAT = ptr::null_mut();
+        // SAFETY: a live environment with a log; Berkeley DB mallocs the
+        // result, which we read and free exactly once.
+        unsafe {
+            check(method!(self.as_ptr(), log_stat, &mut raw, 0))?;
+            let stat = non_null(raw)?;
+            let file = stat.as_ref().st_cur_file;
+            libc::free(stat.as_ptr() as *mut c_void);
+            Ok(file)
+        }
+    }
+
+    /// The size of a full log file in bytes (set_lg_max; 10 MB by default).
+    pub fn log_file_size(&self) -> Result<u32> {
+        let mut size = 0;
+        // SAFETY: a live environment; `size` outlives the call.
+        check(unsafe { method!(self.as_ptr(), get_lg_max, &mut size) })?;
+        Ok(size)
+    }
+
+    /// The path of log file number `file` (`<home>/log.<file>` unless
+    /// DB_CONFIG names another log directory).
+    pub fn log_file_path(&self, file: u32) -> Result<PathBuf> {
+        let lsn = sys::DB_LSN { file, offset: 0 };
+        let mut buf = [0 as c_char; 4096];
+        // SAFETY: a live environment; Berkeley DB writes a NUL-terminated
+        // name of at most `buf.len()` bytes into `buf`.
+        let name = unsafe {
+            check(method!(
+                self.as_ptr(),
+                log_file,
+                &lsn,
+                buf.as_mut_ptr(),
+                buf.len()
+            ))?;
+            CStr::from_ptr(buf.as_ptr())
+        };
+        Ok(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
+    }
+
+    /// Bytes of cache pages modified but not yet written to their files.
+    pub fn dirty_cache_bytes(&self) -> Result<u64> {
+        let mut raw: *mut sys::DB_MPOOL_STAT = ptr::null_mut();
+        // SAFETY: a live environment with a memory pool; no per-file
+        // statistics are asked for; the malloc'd result is read and freed
+        // exactly once.
+        unsafe {
+            check(method!(
+                self.as_ptr(),
+                memp_stat,
+                &mut raw,
+                ptr::null_mut(),
+                0
+            ))?;
+            let stat = non_null(raw)?;
+            let s = stat.as_ref();
+            let bytes = u64::from(s.st_page_dirty) * u64::from(s.st_pagesize);
+            libc::free(stat.as_ptr() as *mut c_void);
+            Ok(bytes)
+        }
     }
 
     /// Writes dirty cache pages until `percent` of the cache is clean;
@@ -239,6 +314,20 @@ impl Env {
 impl<T> Env<T> {
     pub(super) fn as_ptr(&self) -> *mut sys::DB_ENV {
         self.handle.ptr.as_ptr()
+    }
+
+    /// Marks the environment as needing recovery (DB_PANIC_ENVIRONMENT):
+    /// from then on every process using it gets DB_RUNRECOVERY. For drills
+    /// and tests of what the server does then.
+    pub fn panic(&self) -> Result<()> {
+        self.set_flag(sys::DB_PANIC_ENVIRONMENT)
+    }
+
+    /// Turns on one of the `DB_ENV->set_flags` flags.
+    fn set_flag(&self, flag: u32) -> Result<()> {
+        // SAFETY: a live handle; Berkeley DB refuses (EINVAL) a flag that
+        // cannot be set at this point of the handle's life.
+        check(unsafe { method!(self.as_ptr(), set_flags, flag, 1) })
     }
 
     /// The flags for DB->close of this environment's databases.

@@ -40,6 +40,14 @@ impl Error {
         matches!(self, Error::Deadlock | Error::LockNotGranted)
     }
 
+    /// Whether the disk (or the user's quota) is full.
+    pub fn is_disk_full(self) -> bool {
+        matches!(
+            self,
+            Error::Other(libc::ENOSPC) | Error::Other(libc::EDQUOT)
+        )
+    }
+
     fn from_code(code: i32) -> Error {
         match code {
             sys::DB_NOTFOUND => Error::NotFound,

@@ -18,4 +18,5 @@ pub const TOO_LARGE: &[u8] = b"SERVER_ERROR out of memory storing object\r\n";
 pub const DELETE_FAILED: &[u8] = b"SERVER_ERROR while delete a item\r\n";
 pub const TOO_MANY_CONNECTIONS: &[u8] = b"SERVER_ERROR too many open connections\r\n";
 pub const STORAGE_FAILED: &[u8] = b"SERVER_ERROR storage failure\r\n";
+pub const NO_SPACE: &[u8] = b"SERVER_ERROR out of disk space\r\n";
 pub const MULTI_PACKET: &[u8] = b"SERVER_ERROR multi-packet request not supported\r\n";

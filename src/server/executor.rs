@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::bdb::{self, Txn};
+use crate::fatal;
 use crate::item;
+use crate::log_limit;
 use crate::protocol::{reply, Command};
 use crate::queue_name::CreateRefusal;
 use crate::stats::{Stats, VERSION};
-use crate::storage::{Counts, QueueStore};
+use crate::storage::{Counts, DiskSpace, QueueStore};
 
 /// How often a transaction chosen as a deadlock victim is retried.
 const DEADLOCK_RETRIES: usize = 10;
@@ -60,6 +62,10 @@ pub struct Entry {
 /// Changes a transaction makes visible only once it commits.
 #[derive(Default)]
 struct Pending {
+    /// Disk space new messages may still take in this attempt.
+    space: u64,
+    /// Bytes of queue records stored in this attempt.
+    stored_bytes: u64,
     counts: HashMap<Vec<u8>, Counts>,
     get_cmds: u64,
     get_hits: u64,
@@ -98,15 +104,23 @@ pub struct Executor {
     /// Commit turns without flushing the log; the log flusher makes them
     /// durable before their replies are sent.
     deferred_flush: bool,
+    /// Refuses sets while the disk is (nearly) full.
+    space: DiskSpace,
 }
 
 impl Executor {
-    pub fn new(store: QueueStore, names_only_stats: bool, deferred_flush: bool) -> Executor {
+    pub fn new(
+        store: QueueStore,
+        names_only_stats: bool,
+        deferred_flush: bool,
+        space: DiskSpace,
+    ) -> Executor {
         Executor {
             store,
             record: Vec::new(),
             names_only_stats,
             deferred_flush,
+            space,
         }
     }
 
@@ -201,10 +215,16 @@ impl Executor {
     fn run_transaction(&mut self, entries: &mut [Entry], stats: &mut Stats) {
         // The reply of each command left out of the transaction.
         let mut failed: Vec<Option<&'static [u8]>> = vec![None; entries.len()];
+        let has_sets = entries
+            .iter()
+            .any(|e| matches!(e.command, Command::Set { .. }));
         self.create_missing_queues(entries, &mut failed);
         let mut retries = 0;
         loop {
-            let mut pending = Pending::default();
+            let mut pending = Pending {
+                space: if has_sets { self.space.budget() } else { 0 },
+                ..Pending::default()
+            };
             for e in entries.iter_mut() {
                 e.reply.clear();
             }
@@ -215,19 +235,27 @@ impl Executor {
                 }
                 Err(Stop::Retry) if retries < DEADLOCK_RETRIES => retries += 1,
                 Err(Stop::Retry) => {
-                    log::error!("giving up after {retries} deadlock retries");
-                    return fail_all(entries, stats);
+                    log_limit::error!("deadlock", "giving up after {retries} deadlock retries");
+                    return fail_all(entries, stats, None);
                 }
-                Err(Stop::Failed(i, e)) => {
-                    log::error!("command failed, running the others without it: {e}");
+                Err(Stop::Failed(i, e)) if !affects_everything(e) => {
+                    log_limit::error!(
+                        "command",
+                        "command failed, running the others without it: {e}"
+                    );
                     failed[i] = Some(match entries[i].command {
                         Command::Set { .. } => reply::NOT_STORED,
                         _ => reply::STORAGE_FAILED,
                     });
                 }
-                Err(Stop::Txn(e)) => {
-                    log::error!("transaction failed, nothing of it acknowledged: {e}");
-                    return fail_all(entries, stats);
+                Err(Stop::Failed(_, e) | Stop::Txn(e)) => {
+                    if !fatal::check("a transaction", e) {
+                        log_limit::error!(
+                            "transaction",
+                            "transaction failed, nothing of it acknowledged: {e}"
+                        );
+                    }
+                    return fail_all(entries, stats, Some(e));
                 }
             }
         }
@@ -236,8 +264,10 @@ impl Executor {
     /// Queue creation commits on its own, before the transaction that
     /// stores into the new queue. A name that may not be created is
     /// refused here rather than by the parser, so that existing queues with
-    /// such names (written by the original) are still served.
+    /// such names (written by the original) are still served. No queue is
+    /// created on a full disk.
     fn create_missing_queues(&mut self, entries: &[Entry], failed: &mut [Option<&'static [u8]>]) {
+        let mut space = None;
         for (i, e) in entries.iter().enumerate() {
             let Command::Set { queue, .. } = &e.command else {
                 continue;
@@ -245,17 +275,37 @@ impl Executor {
             if self.store.contains(queue) {
                 continue;
             }
-            failed[i] = match self.store.name_rules().check_new(queue) {
-                Err(CreateRefusal::BadName) => Some(reply::BAD_FORMAT),
-                Err(CreateRefusal::TooLongForExtents) => Some(reply::NAME_TOO_LONG_FOR_EXTENTS),
-                Ok(()) => self.store.create(queue).err().map(|err| {
-                    log::error!(
+            match self.store.name_rules().check_new(queue) {
+                Err(CreateRefusal::BadName) => {
+                    failed[i] = Some(reply::BAD_FORMAT);
+                    continue;
+                }
+                Err(CreateRefusal::TooLongForExtents) => {
+                    failed[i] = Some(reply::NAME_TOO_LONG_FOR_EXTENTS);
+                    continue;
+                }
+                Ok(()) => {}
+            }
+            let space = space.get_or_insert_with(|| self.space.budget());
+            if *space < DiskSpace::queue_cost() {
+                failed[i] = Some(reply::NO_SPACE);
+                continue;
+            }
+            *space -= DiskSpace::queue_cost();
+            if let Err(err) = self.store.create(queue) {
+                if !fatal::check("creating a queue", err) {
+                    log_limit::error!(
+                        "queue creation",
                         "creating queue {:?} failed: {err}",
                         String::from_utf8_lossy(queue)
                     );
+                }
+                failed[i] = Some(if err.is_disk_full() {
+                    reply::NO_SPACE
+                } else {
                     reply::NOT_STORED
-                }),
-            };
+                });
+            }
         }
     }
 
@@ -329,7 +379,15 @@ impl Executor {
         out: &mut Vec<u8>,
         pending: &mut Pending,
     ) -> bdb::Result<()> {
+        let record_len = self.store.record_len(queue).unwrap_or(0);
+        let cost = DiskSpace::message_cost(record_len);
+        if pending.space < cost {
+            out.extend_from_slice(reply::NO_SPACE);
+            return Ok(());
+        }
+        pending.space -= cost;
         if self.store.append(txn, queue, record)? {
+            pending.stored_bytes += record_len as u64;
             pending.set_hits += 1;
             pending.count(queue).set += 1;
             out.extend_from_slice(reply::STORED);
@@ -365,6 +423,7 @@ impl Executor {
 
     /// Makes a committed transaction's counters visible.
     fn apply(&mut self, pending: Pending, stats: &mut Stats) {
+        self.space.charge(pending.stored_bytes);
         for (queue, delta) in pending.counts {
             self.store.add_counts(&queue, delta);
         }
@@ -381,7 +440,9 @@ impl Executor {
                 Ok(true) => out.extend_from_slice(reply::DELETED),
                 Ok(false) => out.extend_from_slice(reply::NOT_FOUND),
                 Err(e) => {
-                    log::error!("deleting {:?} failed: {e}", String::from_utf8_lossy(queue));
+                    if !fatal::check("deleting a queue", e) {
+                        log::error!("deleting {:?} failed: {e}", String::from_utf8_lossy(queue));
+                    }
                     out.extend_from_slice(reply::DELETE_FAILED);
                 }
             },
@@ -446,23 +507,115 @@ fn ok_or_error(result: bdb::Result<()>, out: &mut Vec<u8>) {
     match result {
         Ok(()) => out.extend_from_slice(reply::OK),
         Err(e) => {
-            log::error!("{e}");
+            if !fatal::check("a db_checkpoint or db_archive command", e) {
+                log::error!("{e}");
+            }
             out.extend_from_slice(reply::ERROR);
         }
     }
 }
 
-/// After a failed transaction: nothing stored, nothing taken.
-fn fail_all(entries: &mut [Entry], stats: &mut Stats) {
+/// Errors after which no command of the transaction can succeed: a full
+/// disk, a failing one, an environment that needs recovery.
+fn affects_everything(e: bdb::Error) -> bool {
+    e.is_disk_full() || matches!(e, bdb::Error::RunRecovery | bdb::Error::Other(libc::EIO))
+}
+
+/// After a failed transaction (`error`, if not a deadlock): nothing
+/// stored, nothing taken.
+fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<bdb::Error>) {
+    let disk_full = error.is_some_and(bdb::Error::is_disk_full);
     for e in entries.iter_mut() {
         e.reply.clear();
         match &e.command {
             Command::Set { .. } => {
                 stats.set_cmds += 1;
-                e.reply.extend_from_slice(reply::NOT_STORED);
+                e.reply.extend_from_slice(if disk_full {
+                    reply::NO_SPACE
+                } else {
+                    reply::NOT_STORED
+                });
             }
-            Command::Get { .. } => e.reply.extend_from_slice(reply::STORAGE_FAILED),
+            Command::Get { .. } => e.reply.extend_from_slice(if disk_full {
+                reply::NO_SPACE
+            } else {
+                reply::STORAGE_FAILED
+            }),
             other => fixed_reply(other, &mut e.reply),
         }
+    }
+}
+
+/// Rewrites the replies of a committed turn whose log flush failed with
+/// `error`: a set's `STORED` becomes a `SERVER_ERROR`, since the message
+/// may never reach the disk (the client may send it again: at least once,
+/// never a `STORED` that is not on disk). A get keeps its `VALUE`: the
+/// message is taken off in memory and would be lost if withheld; should
+/// the taking never reach the disk, a restart delivers it again.
+pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
+    let refusal = if error.is_some_and(bdb::Error::is_disk_full) {
+        reply::NO_SPACE
+    } else {
+        reply::STORAGE_FAILED
+    };
+    for e in entries.iter_mut() {
+        if matches!(e.command, Command::Set { .. }) && e.reply == reply::STORED {
+            e.reply.clear();
+            e.reply.extend_from_slice(refusal);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(command: Command, reply: &[u8]) -> Entry {
+        Entry {
+            origin: Origin::Conn { index: 0, id: 1 },
+            command,
+            noreply: false,
+            reserved: 0,
+            reply: reply.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_unflushed_turn_acknowledges_no_set_but_keeps_its_values() {
+        let set = || Command::Set {
+            queue: b"q".to_vec(),
+            record: Vec::new(),
+        };
+        let value = b"VALUE q 0 1\r\nx\r\nEND\r\n";
+        let mut entries = vec![
+            entry(set(), reply::STORED),
+            entry(set(), reply::TOO_LARGE),
+            entry(
+                Command::Get {
+                    queues: vec![b"q".to_vec()],
+                    cas: false,
+                },
+                value,
+            ),
+            entry(Command::Version, b"VERSION 0.2.1\r\n"),
+        ];
+        unconfirmed(&mut entries, Some(bdb::Error::Other(libc::ENOSPC)));
+        let replies: Vec<&[u8]> = entries.iter().map(|e| e.reply.as_slice()).collect();
+        let want: Vec<&[u8]> = vec![
+            reply::NO_SPACE,
+            reply::TOO_LARGE,
+            value,
+            b"VERSION 0.2.1\r\n",
+        ];
+        assert_eq!(replies, want);
+        unconfirmed(&mut entries[..1], Some(bdb::Error::Other(libc::EIO)));
+        assert_eq!(
+            entries[0].reply,
+            reply::NO_SPACE,
+            "only STORED is rewritten"
+        );
+        let mut stored = vec![entry(set(), reply::STORED)];
+        unconfirmed(&mut stored, Some(bdb::Error::Other(libc::EIO)));
+        assert_eq!(stored[0].reply, reply::STORAGE_FAILED);
     }
 }

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use crate::bdb::{EnvConfig, QueueFormat};
 use crate::config::Config;
+use crate::fatal;
 use crate::os;
 use crate::protocol::Parser;
 use crate::queue_name::NameRules;
 use crate::stats::Stats;
-use crate::storage::{ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore};
+use crate::storage::{self, ChoreSchedule, Chores, DiskSpace, HomeLock, HomeLockError, QueueStore};
 use executor::Executor;
 use mio::net::UdpSocket;
 use reactor::Reactor;
@@ -168,6 +169,9 @@ fn serve(
             config.home.display()
         )
     })?;
+    let reserved = storage::reserve_regions(&config.home)?;
+    log::info!("reserved {} MB for the region files", reserved >> 20);
+    let space = DiskSpace::new(&config.home, store.env());
     let chores = Chores::start(
         store.env(),
         ChoreSchedule {
@@ -186,7 +190,7 @@ fn serve(
         udp,
         mio::net::UnixStream::from_std(signals),
         Parser::new(names, config.record_len),
-        Executor::new(store, config.names_only_stats, !config.nosync),
+        Executor::new(store, config.names_only_stats, !config.nosync, space),
         Stats::new(config.threads),
         config,
     )
@@ -199,16 +203,30 @@ fn serve(
     }
     let served = reactor.run();
 
-    // Shutdown: chores first, then a last checkpoint, then the handles
-    // close in order (queues, queue.list, the environment) as they drop;
-    // after that checkpoint they close without syncing each file again.
+    // Shutdown: chores first, then the log is flushed (with -N the last
+    // commits may be in memory only; a checkpoint that fails on a full
+    // disk would leave them there), then a last checkpoint, then the
+    // handles close in order (queues, queue.list, the environment) as
+    // they drop; after that checkpoint they close without syncing each
+    // file again.
     chores.stop();
     let executor = served.map_err(|e| format!("event loop failed: {e}"))?;
-    if let Err(e) = executor.store().env().checkpoint_for_shutdown() {
-        log::error!("final checkpoint failed: {e}");
+    if fatal::reason().is_none() {
+        let env = executor.store().env();
+        if let Err(e) = env.flush_log() {
+            log::error!("final log flush failed: {e}");
+        }
+        if let Err(e) = env.checkpoint_for_shutdown() {
+            log::error!("final checkpoint failed: {e}");
+        }
     }
     drop(executor);
     drop(home_lock);
+    if let Some(reason) = fatal::reason() {
+        return Err(format!(
+            "{reason}; exiting, recovery runs at the next start"
+        ));
+    }
     log::info!("stopped");
     Ok(())
 }

@@ -10,10 +10,11 @@ use mio::net::{UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, ReadState};
-use super::executor::{Entry, Executor, Origin};
-use super::log_flusher::LogFlusher;
+use super::executor::{self, Entry, Executor, Origin};
+use super::log_flusher::{LogFlusher, Settled};
 use super::socket::{Listener, Stream};
 use crate::config::Config;
+use crate::log_limit;
 use crate::protocol::{reply, udp, Command, Parser, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
@@ -77,8 +78,8 @@ pub struct Reactor {
     read_limit: usize,
     /// The turn's commands, reused between turns.
     entries: Vec<Entry>,
-    /// Makes committed turns durable; `None` with -N, where a commit is
-    /// all there is and replies go out at once.
+    /// Makes committed turns durable (with -N, only while the log file
+    /// cannot be allocated in full); `None` once stopped.
     flusher: Option<LogFlusher>,
     /// Number of the newest committed turn.
     generation: u64,
@@ -97,12 +98,9 @@ impl Reactor {
         config: &Config,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let flusher = if config.nosync {
-            None
-        } else {
-            let waker = Waker::new(poll.registry(), FLUSHED)?;
-            Some(LogFlusher::start(executor.store().env().clone(), waker)?)
-        };
+        let waker = Waker::new(poll.registry(), FLUSHED)?;
+        let env = executor.store().env().clone();
+        let flusher = Some(LogFlusher::start(env, waker, config.nosync)?);
         let mut reactor = Reactor {
             poll,
             listener,
@@ -168,7 +166,7 @@ impl Reactor {
         }
         log::info!("stop signal received, shutting down");
         if let Some(flusher) = &self.flusher {
-            flusher.wait_durable(self.generation);
+            flusher.wait_settled(self.generation);
         }
         self.release_durable();
         self.flusher = None;
@@ -185,7 +183,7 @@ impl Reactor {
                     // Typically EMFILE: the rest wait in the backlog, and
                     // accepting resumes when a connection closes (no new
                     // edge would come for connections already waiting).
-                    log::error!("accept failed: {e}");
+                    log_limit::error!("accept", "accept failed: {e}");
                     self.accept_paused = true;
                     return;
                 }
@@ -263,21 +261,31 @@ impl Reactor {
         }
         let mut entries = std::mem::take(&mut self.entries);
         self.executor.run(&mut entries, &mut self.stats);
+        // Replies leave in turn order: behind a held turn, every turn waits.
+        let hold =
+            self.flusher.as_mut().is_some_and(LogFlusher::holds_replies) || !self.held.is_empty();
         match &self.flusher {
-            Some(flusher) => {
+            Some(flusher) if hold => {
                 self.generation += 1;
                 flusher.committed(self.generation);
                 self.held.push_back((self.generation, entries));
             }
-            None => self.deliver(entries),
+            _ => self.deliver(entries),
         }
     }
 
-    /// Sends the replies of every turn the log flusher made durable.
+    /// Sends the replies of every turn the log flusher is done with; those
+    /// of a turn whose flush failed acknowledge no set.
     fn release_durable(&mut self) {
-        let durable = self.flusher.as_ref().map_or(u64::MAX, LogFlusher::durable);
-        while self.held.front().is_some_and(|(g, _)| *g <= durable) {
-            if let Some((_, entries)) = self.held.pop_front() {
+        let settled = self
+            .flusher
+            .as_ref()
+            .map_or(Settled::ALL, LogFlusher::settled);
+        while self.held.front().is_some_and(|(g, _)| *g <= settled.upto()) {
+            if let Some((g, mut entries)) = self.held.pop_front() {
+                if g > settled.durable {
+                    executor::unconfirmed(&mut entries, settled.error);
+                }
                 self.deliver(entries);
             }
         }

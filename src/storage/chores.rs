@@ -90,7 +90,9 @@ impl Chores {
             .spawn(move || {
                 while !stop.wait(period) {
                     if let Err(e) = chore(&env) {
-                        log::error!("{label} failed: {e}");
+                        if !crate::fatal::check(&label, e) {
+                            log::error!("{label} failed: {e}");
+                        }
                     }
                 }
             })?;

@@ -166,6 +166,11 @@ impl QueueStore {
         Ok(true)
     }
 
+    /// The record length of queue `name`, if it exists.
+    pub fn record_len(&self, name: &[u8]) -> Option<usize> {
+        self.queues.get(name).map(|q| q.record_len)
+    }
+
     /// Takes the oldest record of `name` off in `txn` into `buf`; returns
     /// its record number, `None` when the queue is missing or empty.
     pub fn consume(
