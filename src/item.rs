@@ -52,24 +52,6 @@ pub struct Message<'a> {
     pub data_crlf: &'a [u8],
 }
 
-impl Message<'_> {
-    /// Appends the `VALUE` reply for this message, with the stored bytes;
-    /// with `cas` (for `gets`), the cas unique ends the line.
-    pub fn write_value(&self, out: &mut Vec<u8>, cas: Option<u64>) {
-        out.extend_from_slice(b"VALUE ");
-        out.extend_from_slice(self.name);
-        match cas {
-            None => out.extend_from_slice(self.suffix),
-            Some(cas) => {
-                let line = self.suffix.strip_suffix(b"\r\n").unwrap_or(self.suffix);
-                out.extend_from_slice(line);
-                out.extend_from_slice(format!(" {cas}\r\n").as_bytes());
-            }
-        }
-        out.extend_from_slice(self.data_crlf);
-    }
-}
-
 /// Decodes a stored record; `None` when its header does not fit its length.
 pub fn decode(record: &[u8]) -> Option<Message<'_>> {
     let header = record.get(..HEADER_LEN)?;
@@ -134,18 +116,5 @@ mod tests {
         encode(&mut r, b"jobs", 0, b"abc");
         assert!(decode(&r[..r.len() - 1]).is_none());
         assert!(decode(&r[..5]).is_none());
-    }
-
-    #[test]
-    fn value_lines_with_and_without_cas() {
-        let mut r = Vec::new();
-        encode(&mut r, b"jobs", 7, b"abc");
-        let m = decode(&r).unwrap();
-        let mut out = Vec::new();
-        m.write_value(&mut out, None);
-        assert_eq!(out, b"VALUE jobs 7 3\r\nabc\r\n");
-        out.clear();
-        m.write_value(&mut out, Some(42));
-        assert_eq!(out, b"VALUE jobs 7 3 42\r\nabc\r\n");
     }
 }

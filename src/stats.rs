@@ -1,6 +1,6 @@
 //! The general counters reported by `stats`, in the original's order.
 
-use std::io::Write;
+use crate::protocol::Reply;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The version clients see in `version` and `stats`.
@@ -90,8 +90,8 @@ impl Stats {
             ("threads", self.threads.to_string()),
         ];
         for (name, value) in lines {
-            let _ = write!(out, "STAT {name} {value}\r\n");
+            Reply::Stat(name, &value).encode(out);
         }
-        out.extend_from_slice(b"END\r\n");
+        Reply::End.encode(out);
     }
 }

@@ -1,3 +1,5 @@
+use super::reply::{self, Reply};
+
 /// One parsed request, ready to execute.
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -27,15 +29,33 @@ pub enum Command {
     Checkpoint,
     /// `db_archive`: remove log files no longer needed.
     Archive,
+    /// `quit`: close the connection without a reply.
+    Quit,
+    /// A request answered without running anything.
+    Refused(Refusal),
+}
+
+/// Why a request is answered without running anything, and how.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Answered with a fixed reply; the connection goes on.
+    Reply(Reply<'static>),
+    /// Answered, then the connection is closed: the rest of its input
+    /// cannot be framed (a line too long).
+    ReplyAndClose(Reply<'static>),
     /// A `set` whose data block arrived without its `\r\n`: counted as a
     /// set command, answered `CLIENT_ERROR bad data chunk`.
     BadDataChunk,
-    /// `quit`: close the connection without a reply.
-    Quit,
-    /// A request answered by a fixed reply without touching storage.
-    Reply(&'static [u8]),
-    /// A fixed reply after which the connection is closed.
-    ReplyAndClose(&'static [u8]),
+}
+
+impl Refusal {
+    /// What the client is told.
+    pub fn reply(&self) -> Reply<'static> {
+        match self {
+            Refusal::Reply(reply) | Refusal::ReplyAndClose(reply) => *reply,
+            Refusal::BadDataChunk => reply::BAD_CHUNK,
+        }
+    }
 }
 
 impl std::fmt::Display for Command {
@@ -52,8 +72,9 @@ impl std::fmt::Display for Command {
                 write!(f, "{verb} {}", names.join(" "))
             }
             Command::Delete { queue } => write!(f, "delete {}", name(queue)),
-            Command::Reply(text) | Command::ReplyAndClose(text) => {
-                write!(f, "refused: {}", String::from_utf8_lossy(text).trim_end())
+            Command::Refused(refusal) => {
+                let reply = refusal.reply().to_vec();
+                write!(f, "refused: {}", String::from_utf8_lossy(&reply).trim_end())
             }
             other => write!(f, "{other:?}"),
         }

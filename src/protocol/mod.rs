@@ -1,6 +1,6 @@
 //! The memcache text protocol subset MemcacheQ speaks (docs/PROTOCOL.md).
 //! This module does no I/O: `parse` turns buffered bytes into commands and
-//! `reply` holds the fixed answers.
+//! `reply` encodes every answer.
 
 mod command;
 mod numbers;
@@ -8,5 +8,6 @@ mod parse;
 pub mod reply;
 pub mod udp;
 
-pub use command::Command;
+pub use command::{Command, Refusal};
 pub use parse::{Frame, Parser, MAX_GET_LINE, MAX_LINE};
+pub use reply::Reply;

@@ -1,8 +1,8 @@
 //! Turns the bytes a client sent into commands, one frame at a time.
 
-use super::command::Command;
+use super::command::{Command, Refusal};
 use super::numbers;
-use super::reply;
+use super::reply::{self, Reply};
 use crate::item;
 use crate::queue_name::NameRules;
 
@@ -85,8 +85,12 @@ impl Parser {
             MAX_LINE
         };
         let Some(newline) = memchr(b'\n', &buf[..buf.len().min(limit + 1)]) else {
-            return (buf.len() > limit)
-                .then(|| Frame::new(Command::ReplyAndClose(reply::LINE_TOO_LONG), buf.len()));
+            return (buf.len() > limit).then(|| {
+                Frame::new(
+                    Command::Refused(Refusal::ReplyAndClose(reply::LINE_TOO_LONG)),
+                    buf.len(),
+                )
+            });
         };
         let consumed = newline + 1;
         let mut line = &buf[..newline];
@@ -101,7 +105,7 @@ impl Parser {
             .filter(|t| !t.is_empty())
             .collect();
         let Some((&name, args)) = tokens.split_first() else {
-            return Some(Frame::new(Command::Reply(reply::ERROR), consumed));
+            return Some(Frame::new(refused(Reply::Error), consumed));
         };
         let noreply = TAKES_NOREPLY.contains(&name) && args.last() == Some(&&b"noreply"[..]);
         let args = if noreply {
@@ -127,26 +131,26 @@ impl Parser {
             (b"get", 1..) => self.get(args, false),
             (b"gets", 1..) => self.get(args, true),
             (b"set", 4) => return self.set(args, buf, consumed),
-            (b"set", _) => return Some(refuse_storage(reply::ERROR, args, consumed)),
+            (b"set", _) => return Some(refuse_storage(Reply::Error, args, consumed)),
             (name, _) if UNSUPPORTED_STORAGE.contains(&name) => {
-                return Some(refuse_storage(reply::NOT_STORED, args, consumed))
+                return Some(refuse_storage(Reply::NotStored, args, consumed))
             }
             (b"delete", 1..=2) => self.delete(args[0]),
             (b"stats", 0) => Command::Stats,
             (b"stats", _) => match args[0] {
                 b"queue" => Command::StatsQueue,
                 b"reset" => Command::StatsReset,
-                _ => Command::Reply(reply::ERROR),
+                _ => refused(Reply::Error),
             },
             (b"version", 0) => Command::Version,
             (b"verbosity", 1) => match numbers::verbosity(args[0]) {
                 Some(_) => Command::Verbosity,
-                None => Command::Reply(reply::BAD_FORMAT),
+                None => refused(reply::BAD_FORMAT),
             },
             (b"quit", 0) => Command::Quit,
             (b"db_checkpoint", 0) => Command::Checkpoint,
             (b"db_archive", 0) => Command::Archive,
-            _ => Command::Reply(reply::ERROR),
+            _ => refused(Reply::Error),
         };
         Some(Frame::new(command, consumed))
     }
@@ -162,7 +166,7 @@ impl Parser {
     /// line cannot leave earlier messages consumed and unanswered.
     fn get(&self, keys: &[&[u8]], cas: bool) -> Command {
         if !keys.iter().all(|k| self.valid_key(k)) {
-            return Command::Reply(reply::BAD_FORMAT);
+            return refused(reply::BAD_FORMAT);
         }
         Command::Get {
             queues: keys.iter().map(|k| k.to_vec()).collect(),
@@ -172,7 +176,7 @@ impl Parser {
 
     fn delete(&self, key: &[u8]) -> Command {
         if !self.valid_key(key) {
-            return Command::Reply(reply::BAD_FORMAT);
+            return refused(reply::BAD_FORMAT);
         }
         Command::Delete {
             queue: key.to_vec(),
@@ -185,13 +189,13 @@ impl Parser {
         let (key, flags, exptime, len) = (args[0], args[1], args[2], args[3]);
         // Without a valid length the block's end is unknown: read nothing.
         let Some(len) = numbers::data_len(len) else {
-            return Some(Frame::new(Command::Reply(reply::BAD_FORMAT), line_len));
+            return Some(Frame::new(refused(reply::BAD_FORMAT), line_len));
         };
         let block = len + 2;
         let refuse = |answer| {
             Some(Frame {
                 discard: block,
-                ..Frame::new(Command::Reply(answer), line_len)
+                ..Frame::new(refused(answer), line_len)
             })
         };
         let flags = numbers::flags(flags);
@@ -210,7 +214,7 @@ impl Parser {
         }
         let data = &buf[line_len..line_len + len];
         if &buf[end - 2..end] != b"\r\n" {
-            return Some(Frame::new(Command::BadDataChunk, end));
+            return Some(Frame::new(Command::Refused(Refusal::BadDataChunk), end));
         }
         let mut rec = Vec::new();
         item::encode(&mut rec, key, flags, data);
@@ -230,14 +234,19 @@ impl Parser {
 /// the message body never runs as a command and the client gets one line.
 /// Without a valid length nothing more is read and the answer is `ERROR`,
 /// as the original's.
-fn refuse_storage(answer: &'static [u8], args: &[&[u8]], line_len: usize) -> Frame {
+fn refuse_storage(answer: Reply<'static>, args: &[&[u8]], line_len: usize) -> Frame {
     match args.get(3).and_then(|len| numbers::data_len(len)) {
         Some(len) => Frame {
             discard: len + 2,
-            ..Frame::new(Command::Reply(answer), line_len)
+            ..Frame::new(refused(answer), line_len)
         },
-        None => Frame::new(Command::Reply(reply::ERROR), line_len),
+        None => Frame::new(refused(Reply::Error), line_len),
     }
+}
+
+/// A request answered with `reply` and nothing run.
+fn refused(reply: Reply<'static>) -> Command {
+    Command::Refused(Refusal::Reply(reply))
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
@@ -271,47 +280,35 @@ mod tests {
     #[test]
     fn a_bad_chunk_consumes_the_block() {
         let f = one(b"set q 0 0 3\r\nabcde\r\n");
-        assert_eq!((f.command, f.consumed), (Command::BadDataChunk, 18));
+        assert_eq!(
+            (f.command, f.consumed),
+            (Command::Refused(Refusal::BadDataChunk), 18)
+        );
     }
 
     #[test]
     fn refused_sets_discard_their_block_unless_the_length_is_bad() {
         let f = one(b"set ../x 0 0 5\r\n");
-        assert_eq!(
-            (f.command, f.discard),
-            (Command::Reply(reply::BAD_FORMAT), 7)
-        );
+        assert_eq!((f.command, f.discard), (refused(reply::BAD_FORMAT), 7));
         let f = one(b"set q 0 0 2000\r\n");
-        assert_eq!(
-            (f.command, f.discard),
-            (Command::Reply(reply::TOO_LARGE), 2002)
-        );
+        assert_eq!((f.command, f.discard), (refused(reply::TOO_LARGE), 2002));
         let f = one(b"set q 0 0 -1\r\n");
-        assert_eq!(
-            (f.command, f.discard),
-            (Command::Reply(reply::BAD_FORMAT), 0)
-        );
+        assert_eq!((f.command, f.discard), (refused(reply::BAD_FORMAT), 0));
         let f = one(b"set q 18446744073709551616 0 1\r\n");
-        assert_eq!(
-            (f.command, f.discard),
-            (Command::Reply(reply::BAD_FORMAT), 3)
-        );
+        assert_eq!((f.command, f.discard), (refused(reply::BAD_FORMAT), 3));
     }
 
     #[test]
     fn line_rules_of_the_original() {
-        assert_eq!(one(b"\r\n").command, Command::Reply(reply::ERROR));
-        assert_eq!(one(b"\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"\r\n").command, refused(Reply::Error));
+        assert_eq!(one(b"\n").command, refused(Reply::Error));
         assert_eq!(one(b"stats\0queue\r\n").command, Command::Stats);
         assert_eq!(one(b"stats  queue  x\r\n").command, Command::StatsQueue);
-        assert_eq!(one(b"set q 0 0\r\n").command, Command::Reply(reply::ERROR));
-        assert_eq!(one(b"get\r\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"set q 0 0\r\n").command, refused(Reply::Error));
+        assert_eq!(one(b"get\r\n").command, refused(Reply::Error));
         assert_eq!(one(b"delete q 0\r\n").command, delete_q());
-        assert_eq!(
-            one(b"delete q 0 0\r\n").command,
-            Command::Reply(reply::ERROR)
-        );
-        assert_eq!(one(b"incr q 1\r\n").command, Command::Reply(reply::ERROR));
+        assert_eq!(one(b"delete q 0 0\r\n").command, refused(Reply::Error));
+        assert_eq!(one(b"incr q 1\r\n").command, refused(Reply::Error));
     }
 
     fn delete_q() -> Command {
@@ -331,7 +328,7 @@ mod tests {
         let f = one(b"set ../x 0 0 1 noreply\r\n");
         assert_eq!((f.noreply, f.discard), (true, 3));
         let f = one(b"flush_all noreply\r\n");
-        assert_eq!((f.command, f.noreply), (Command::Reply(reply::ERROR), true));
+        assert_eq!((f.command, f.noreply), (refused(Reply::Error), true));
         // `get` takes no noreply: there it is a queue name.
         let f = one(b"get q noreply\r\n");
         assert!(!f.noreply);
@@ -358,20 +355,20 @@ mod tests {
     #[test]
     fn refused_storage_commands_swallow_a_valid_block() {
         for (line, answer) in [
-            (&b"add q 0 0 5\r\n"[..], reply::NOT_STORED),
-            (b"replace q 0 0 5 noreply\r\n", reply::NOT_STORED),
-            (b"append q 0 0 5\r\n", reply::NOT_STORED),
-            (b"prepend q 0 0 5\r\n", reply::NOT_STORED),
-            (b"cas q 0 0 5 77\r\n", reply::NOT_STORED),
-            (b"set q 0 0 5 junk\r\n", reply::ERROR),
+            (&b"add q 0 0 5\r\n"[..], Reply::NotStored),
+            (b"replace q 0 0 5 noreply\r\n", Reply::NotStored),
+            (b"append q 0 0 5\r\n", Reply::NotStored),
+            (b"prepend q 0 0 5\r\n", Reply::NotStored),
+            (b"cas q 0 0 5 77\r\n", Reply::NotStored),
+            (b"set q 0 0 5 junk\r\n", Reply::Error),
         ] {
             let f = one(line);
             let shown = String::from_utf8_lossy(line);
-            assert_eq!(f.command, Command::Reply(answer), "{shown}");
+            assert_eq!(f.command, refused(answer), "{shown}");
             assert_eq!((f.consumed, f.discard), (line.len(), 7), "{shown}");
         }
         let f = one(b"add q 0 0 x\r\n");
-        assert_eq!((f.command, f.discard), (Command::Reply(reply::ERROR), 0));
+        assert_eq!((f.command, f.discard), (refused(Reply::Error), 0));
     }
 
     #[test]
@@ -391,14 +388,8 @@ mod tests {
     #[test]
     fn a_bad_key_anywhere_refuses_the_whole_get() {
         let long = format!("get a {} b\r\n", "x".repeat(251));
-        assert_eq!(
-            one(long.as_bytes()).command,
-            Command::Reply(reply::BAD_FORMAT)
-        );
-        assert_eq!(
-            one(b"get a ../x b\r\n").command,
-            Command::Reply(reply::BAD_FORMAT)
-        );
+        assert_eq!(one(long.as_bytes()).command, refused(reply::BAD_FORMAT));
+        assert_eq!(one(b"get a ../x b\r\n").command, refused(reply::BAD_FORMAT));
     }
 
     #[test]
@@ -412,7 +403,10 @@ mod tests {
     fn long_lines_are_refused() {
         assert_eq!(parser().parse(&[b'a'; MAX_LINE]), None);
         let f = one(&[b'a'; MAX_LINE + 1]);
-        assert_eq!(f.command, Command::ReplyAndClose(reply::LINE_TOO_LONG));
+        assert_eq!(
+            f.command,
+            Command::Refused(Refusal::ReplyAndClose(reply::LINE_TOO_LONG))
+        );
         let mut get = b"get ".to_vec();
         get.resize(MAX_LINE * 4, b'k');
         assert_eq!(parser().parse(&get), None);

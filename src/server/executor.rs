@@ -9,7 +9,7 @@ use crate::bdb::{self, Txn};
 use crate::fatal;
 use crate::item;
 use crate::log_limit;
-use crate::protocol::{reply, Command};
+use crate::protocol::{reply, Command, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
 use crate::stats::{Stats, VERSION};
 use crate::storage::{Counts, DiskSpace, QueueStore};
@@ -198,7 +198,7 @@ impl Executor {
                 reply: Vec::new(),
             }];
             self.run_transaction(&mut part, stats);
-            let Some(values) = part[0].reply.strip_suffix(reply::END) else {
+            let Some(values) = part[0].reply.strip_suffix(b"END\r\n") else {
                 if i == 0 {
                     entry.reply = std::mem::take(&mut part[0].reply);
                     return;
@@ -207,14 +207,14 @@ impl Executor {
             };
             entry.reply.extend_from_slice(values);
         }
-        entry.reply.extend_from_slice(reply::END);
+        Reply::End.encode(&mut entry.reply);
     }
 
     /// Runs set/get commands in one transaction, retrying deadlock victims
     /// and leaving out commands that fail on their own.
     fn run_transaction(&mut self, entries: &mut [Entry], stats: &mut Stats) {
         // The reply of each command left out of the transaction.
-        let mut failed: Vec<Option<&'static [u8]>> = vec![None; entries.len()];
+        let mut failed: Vec<Option<Reply<'static>>> = vec![None; entries.len()];
         let has_sets = entries
             .iter()
             .any(|e| matches!(e.command, Command::Set { .. }));
@@ -244,7 +244,7 @@ impl Executor {
                         "command failed, running the others without it: {e}"
                     );
                     failed[i] = Some(match entries[i].command {
-                        Command::Set { .. } => reply::NOT_STORED,
+                        Command::Set { .. } => Reply::NotStored,
                         _ => reply::STORAGE_FAILED,
                     });
                 }
@@ -266,7 +266,7 @@ impl Executor {
     /// refused here rather than by the parser, so that existing queues with
     /// such names (written by the original) are still served. No queue is
     /// created on a full disk.
-    fn create_missing_queues(&mut self, entries: &[Entry], failed: &mut [Option<&'static [u8]>]) {
+    fn create_missing_queues(&mut self, entries: &[Entry], failed: &mut [Option<Reply<'static>>]) {
         let mut space = None;
         for (i, e) in entries.iter().enumerate() {
             let Command::Set { queue, .. } = &e.command else {
@@ -303,7 +303,7 @@ impl Executor {
                 failed[i] = Some(if err.is_disk_full() {
                     reply::NO_SPACE
                 } else {
-                    reply::NOT_STORED
+                    Reply::NotStored
                 });
             }
         }
@@ -312,7 +312,7 @@ impl Executor {
     fn try_transaction(
         &mut self,
         entries: &mut [Entry],
-        failed: &[Option<&'static [u8]>],
+        failed: &[Option<Reply<'static>>],
         pending: &mut Pending,
     ) -> Result<(), Stop> {
         // A clone, so the transaction does not borrow `self`.
@@ -324,7 +324,7 @@ impl Executor {
                     pending.set_cmds += 1;
                     match failed[i] {
                         Some(refusal) => {
-                            e.reply.extend_from_slice(refusal);
+                            refusal.encode(&mut e.reply);
                             Ok(())
                         }
                         None => self.set(&txn, queue, record, &mut e.reply, pending),
@@ -334,14 +334,14 @@ impl Executor {
                     pending.get_cmds += queues.len() as u64;
                     match failed[i] {
                         Some(refusal) => {
-                            e.reply.extend_from_slice(refusal);
+                            refusal.encode(&mut e.reply);
                             Ok(())
                         }
                         None => self.get(&txn, queues, *cas, &mut e.reply, pending),
                     }
                 }
                 other => {
-                    if *other == Command::BadDataChunk {
+                    if matches!(other, Command::Refused(Refusal::BadDataChunk)) {
                         pending.set_cmds += 1;
                     }
                     fixed_reply(other, &mut e.reply);
@@ -382,7 +382,7 @@ impl Executor {
         let record_len = self.store.record_len(queue).unwrap_or(0);
         let cost = DiskSpace::message_cost(record_len);
         if pending.space < cost {
-            out.extend_from_slice(reply::NO_SPACE);
+            reply::NO_SPACE.encode(out);
             return Ok(());
         }
         pending.space -= cost;
@@ -390,9 +390,9 @@ impl Executor {
             pending.stored_bytes += record_len as u64;
             pending.set_hits += 1;
             pending.count(queue).set += 1;
-            out.extend_from_slice(reply::STORED);
+            Reply::Stored.encode(out);
         } else {
-            out.extend_from_slice(reply::TOO_LARGE);
+            reply::TOO_LARGE.encode(out);
         }
         Ok(())
     }
@@ -413,11 +413,16 @@ impl Executor {
             // An undecodable record fails the command, and the abort puts
             // the message back: a server error never takes a message.
             let message = item::decode(&self.record).ok_or(bdb::Error::Other(libc::EILSEQ))?;
-            message.write_value(out, cas.then_some(u64::from(recno)));
+            let cas = cas.then_some(u64::from(recno));
+            Reply::Value {
+                message: &message,
+                cas,
+            }
+            .encode(out);
             pending.get_hits += 1;
             pending.count(queue).get += 1;
         }
-        out.extend_from_slice(reply::END);
+        Reply::End.encode(out);
         Ok(())
     }
 
@@ -437,20 +442,20 @@ impl Executor {
     fn run_alone(&mut self, command: &Command, out: &mut Vec<u8>, stats: &mut Stats) {
         match command {
             Command::Delete { queue } => match self.store.delete(queue) {
-                Ok(true) => out.extend_from_slice(reply::DELETED),
-                Ok(false) => out.extend_from_slice(reply::NOT_FOUND),
+                Ok(true) => Reply::Deleted.encode(out),
+                Ok(false) => Reply::NotFound.encode(out),
                 Err(e) => {
                     if !fatal::check("deleting a queue", e) {
                         log::error!("deleting {:?} failed: {e}", String::from_utf8_lossy(queue));
                     }
-                    out.extend_from_slice(reply::DELETE_FAILED);
+                    reply::DELETE_FAILED.encode(out);
                 }
             },
             Command::Stats => stats.write_report(out),
             Command::StatsQueue => self.write_queue_stats(out),
             Command::StatsReset => {
                 stats.reset();
-                out.extend_from_slice(reply::RESET);
+                Reply::Reset.encode(out);
             }
             Command::Checkpoint => ok_or_error(self.store.env().checkpoint(), out),
             Command::Archive => ok_or_error(self.store.env().remove_unneeded_logs(), out),
@@ -460,14 +465,10 @@ impl Executor {
 
     fn write_queue_stats(&self, out: &mut Vec<u8>) {
         for (name, counts) in self.store.counts() {
-            out.extend_from_slice(b"STAT ");
-            out.extend_from_slice(name);
-            if !self.names_only_stats {
-                out.extend_from_slice(format!(" {}/{}", counts.set, counts.get).as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
+            let counts = (!self.names_only_stats).then_some((counts.set, counts.get));
+            Reply::QueueStat { name, counts }.encode(out);
         }
-        out.extend_from_slice(reply::END);
+        Reply::End.encode(out);
     }
 }
 
@@ -495,22 +496,21 @@ fn in_transaction(command: &Command) -> bool {
 /// Replies that need no storage.
 fn fixed_reply(command: &Command, out: &mut Vec<u8>) {
     match command {
-        Command::Version => out.extend_from_slice(format!("VERSION {VERSION}\r\n").as_bytes()),
-        Command::Verbosity => out.extend_from_slice(reply::OK),
-        Command::BadDataChunk => out.extend_from_slice(reply::BAD_CHUNK),
-        Command::Reply(text) | Command::ReplyAndClose(text) => out.extend_from_slice(text),
+        Command::Version => Reply::Version(VERSION).encode(out),
+        Command::Verbosity => Reply::Ok.encode(out),
+        Command::Refused(refusal) => refusal.reply().encode(out),
         _ => {}
     }
 }
 
 fn ok_or_error(result: bdb::Result<()>, out: &mut Vec<u8>) {
     match result {
-        Ok(()) => out.extend_from_slice(reply::OK),
+        Ok(()) => Reply::Ok.encode(out),
         Err(e) => {
             if !fatal::check("a db_checkpoint or db_archive command", e) {
                 log::error!("{e}");
             }
-            out.extend_from_slice(reply::ERROR);
+            Reply::Error.encode(out);
         }
     }
 }
@@ -530,17 +530,21 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<bdb::Error>)
         match &e.command {
             Command::Set { .. } => {
                 stats.set_cmds += 1;
-                e.reply.extend_from_slice(if disk_full {
+                let reply = if disk_full {
                     reply::NO_SPACE
                 } else {
-                    reply::NOT_STORED
-                });
+                    Reply::NotStored
+                };
+                reply.encode(&mut e.reply);
             }
-            Command::Get { .. } => e.reply.extend_from_slice(if disk_full {
-                reply::NO_SPACE
-            } else {
-                reply::STORAGE_FAILED
-            }),
+            Command::Get { .. } => {
+                let reply = if disk_full {
+                    reply::NO_SPACE
+                } else {
+                    reply::STORAGE_FAILED
+                };
+                reply.encode(&mut e.reply);
+            }
             other => fixed_reply(other, &mut e.reply),
         }
     }
@@ -558,10 +562,11 @@ pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
     } else {
         reply::STORAGE_FAILED
     };
+    let stored = Reply::Stored.to_vec();
     for e in entries.iter_mut() {
-        if matches!(e.command, Command::Set { .. }) && e.reply == reply::STORED {
+        if matches!(e.command, Command::Set { .. }) && e.reply == stored {
             e.reply.clear();
-            e.reply.extend_from_slice(refusal);
+            refusal.encode(&mut e.reply);
         }
     }
 }
@@ -570,7 +575,7 @@ pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
 mod tests {
     use super::*;
 
-    fn entry(command: Command, reply: &[u8]) -> Entry {
+    fn entry(command: Command, reply: Reply) -> Entry {
         Entry {
             origin: Origin::Conn { index: 0, id: 1 },
             command,
@@ -587,35 +592,36 @@ mod tests {
             record: Vec::new(),
         };
         let value = b"VALUE q 0 1\r\nx\r\nEND\r\n";
+        let get = Command::Get {
+            queues: vec![b"q".to_vec()],
+            cas: false,
+        };
         let mut entries = vec![
-            entry(set(), reply::STORED),
+            entry(set(), Reply::Stored),
             entry(set(), reply::TOO_LARGE),
-            entry(
-                Command::Get {
-                    queues: vec![b"q".to_vec()],
-                    cas: false,
-                },
-                value,
-            ),
-            entry(Command::Version, b"VERSION 0.2.1\r\n"),
+            Entry {
+                reply: value.to_vec(),
+                ..entry(get, Reply::End)
+            },
+            entry(Command::Version, Reply::Version("0.2.1")),
         ];
         unconfirmed(&mut entries, Some(bdb::Error::Other(libc::ENOSPC)));
-        let replies: Vec<&[u8]> = entries.iter().map(|e| e.reply.as_slice()).collect();
-        let want: Vec<&[u8]> = vec![
-            reply::NO_SPACE,
-            reply::TOO_LARGE,
-            value,
-            b"VERSION 0.2.1\r\n",
+        let replies: Vec<Vec<u8>> = entries.iter().map(|e| e.reply.clone()).collect();
+        let want: Vec<Vec<u8>> = vec![
+            reply::NO_SPACE.to_vec(),
+            reply::TOO_LARGE.to_vec(),
+            value.to_vec(),
+            b"VERSION 0.2.1\r\n".to_vec(),
         ];
         assert_eq!(replies, want);
         unconfirmed(&mut entries[..1], Some(bdb::Error::Other(libc::EIO)));
         assert_eq!(
             entries[0].reply,
-            reply::NO_SPACE,
+            reply::NO_SPACE.to_vec(),
             "only STORED is rewritten"
         );
-        let mut stored = vec![entry(set(), reply::STORED)];
+        let mut stored = vec![entry(set(), Reply::Stored)];
         unconfirmed(&mut stored, Some(bdb::Error::Other(libc::EIO)));
-        assert_eq!(stored[0].reply, reply::STORAGE_FAILED);
+        assert_eq!(stored[0].reply, reply::STORAGE_FAILED.to_vec());
     }
 }

@@ -15,7 +15,7 @@ use super::log_flusher::{LogFlusher, Settled};
 use super::socket::{Listener, Stream};
 use crate::config::Config;
 use crate::log_limit;
-use crate::protocol::{reply, udp, Command, Parser, MAX_GET_LINE, MAX_LINE};
+use crate::protocol::{reply, udp, Command, Parser, Refusal, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -195,7 +195,7 @@ impl Reactor {
         self.next_conn_id += 1;
         let mut conn = Connection::new(stream, self.next_conn_id);
         if self.stats.curr_connections as usize >= self.max_connections {
-            conn.queue_reply(reply::TOO_MANY_CONNECTIONS);
+            conn.queue_reply(&reply::TOO_MANY_CONNECTIONS.to_vec());
             let _ = conn.flush();
             log::warn!("refused a connection: -c {} reached", self.max_connections);
             return;
@@ -395,7 +395,10 @@ impl Reactor {
                 break;
             };
             count += 1;
-            let closes = matches!(frame.command, Command::Quit | Command::ReplyAndClose(_));
+            let closes = matches!(
+                frame.command,
+                Command::Quit | Command::Refused(Refusal::ReplyAndClose(_))
+            );
             let reserved = self.executor.reply_bound(&frame.command);
             conn.in_flight += 1;
             conn.reserved += reserved;
@@ -458,7 +461,7 @@ impl Reactor {
                 request_id: header.request_id,
             };
             if header.total != 1 || header.sequence != 0 {
-                send_datagrams(udp, &mut self.stats, origin, reply::MULTI_PACKET);
+                send_datagrams(udp, &mut self.stats, origin, &reply::MULTI_PACKET.to_vec());
                 continue;
             }
             while let Some(frame) = self.parser.parse(payload) {
