@@ -12,7 +12,7 @@ use crate::log_limit;
 use crate::protocol::{reply, Command, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
 use crate::stats::{Stats, VERSION};
-use crate::storage::{Counts, DiskSpace, QueueStore};
+use crate::storage::{self, Counts, DiskSpace, QueueStore};
 
 /// How often a transaction chosen as a deadlock victim is retried.
 const DEADLOCK_RETRIES: usize = 10;
@@ -89,9 +89,9 @@ enum Stop {
     /// A deadlock victim: run the whole segment again.
     Retry,
     /// Entry `index` failed on its own: run again without it.
-    Failed(usize, bdb::Error),
+    Failed(usize, storage::Error),
     /// The transaction itself failed: nothing of it is acknowledged.
-    Txn(bdb::Error),
+    Txn(storage::Error),
 }
 
 /// Executes commands in order; owns the queues.
@@ -249,7 +249,7 @@ impl Executor {
                     });
                 }
                 Err(Stop::Failed(_, e) | Stop::Txn(e)) => {
-                    if !fatal::check("a transaction", e) {
+                    if !needs_recovery("a transaction", e) {
                         log_limit::error!(
                             "transaction",
                             "transaction failed, nothing of it acknowledged: {e}"
@@ -293,7 +293,7 @@ impl Executor {
             }
             *space -= DiskSpace::queue_cost();
             if let Err(err) = self.store.create(queue) {
-                if !fatal::check("creating a queue", err) {
+                if !needs_recovery("creating a queue", err) {
                     log_limit::error!(
                         "queue creation",
                         "creating queue {:?} failed: {err}",
@@ -317,7 +317,7 @@ impl Executor {
     ) -> Result<(), Stop> {
         // A clone, so the transaction does not borrow `self`.
         let env = self.store.env().clone();
-        let txn = env.begin().map_err(Stop::Txn)?;
+        let txn = env.begin().map_err(|e| Stop::Txn(e.into()))?;
         for (i, e) in entries.iter_mut().enumerate() {
             let result = match &e.command {
                 Command::Set { queue, record } => {
@@ -368,7 +368,7 @@ impl Executor {
         } else {
             txn.commit()
         };
-        committed.map_err(Stop::Txn)
+        committed.map_err(|e| Stop::Txn(e.into()))
     }
 
     fn set(
@@ -378,7 +378,7 @@ impl Executor {
         record: &[u8],
         out: &mut Vec<u8>,
         pending: &mut Pending,
-    ) -> bdb::Result<()> {
+    ) -> storage::Result<()> {
         let record_len = self.store.record_len(queue).unwrap_or(0);
         let cost = DiskSpace::message_cost(record_len);
         if pending.space < cost {
@@ -405,14 +405,14 @@ impl Executor {
         cas: bool,
         out: &mut Vec<u8>,
         pending: &mut Pending,
-    ) -> bdb::Result<()> {
+    ) -> storage::Result<()> {
         for queue in queues {
             let Some(recno) = self.store.consume(txn, queue, &mut self.record)? else {
                 continue;
             };
             // An undecodable record fails the command, and the abort puts
             // the message back: a server error never takes a message.
-            let message = item::decode(&self.record).ok_or(bdb::Error::Other(libc::EILSEQ))?;
+            let message = item::decode(&self.record).ok_or(storage::Error::CorruptRecord)?;
             let cas = cas.then_some(u64::from(recno));
             Reply::Value {
                 message: &message,
@@ -445,7 +445,7 @@ impl Executor {
                 Ok(true) => Reply::Deleted.encode(out),
                 Ok(false) => Reply::NotFound.encode(out),
                 Err(e) => {
-                    if !fatal::check("deleting a queue", e) {
+                    if !needs_recovery("deleting a queue", e) {
                         log::error!("deleting {:?} failed: {e}", String::from_utf8_lossy(queue));
                     }
                     reply::DELETE_FAILED.encode(out);
@@ -517,14 +517,24 @@ fn ok_or_error(result: bdb::Result<()>, out: &mut Vec<u8>) {
 
 /// Errors after which no command of the transaction can succeed: a full
 /// disk, a failing one, an environment that needs recovery.
-fn affects_everything(e: bdb::Error) -> bool {
-    e.is_disk_full() || matches!(e, bdb::Error::RunRecovery | bdb::Error::Other(libc::EIO))
+fn affects_everything(e: storage::Error) -> bool {
+    e.is_disk_full()
+        || matches!(
+            e.as_bdb(),
+            Some(bdb::Error::RunRecovery | bdb::Error::Other(libc::EIO))
+        )
+}
+
+/// Whether `e`, met while doing `what`, means the environment needs
+/// recovery (see `fatal`).
+fn needs_recovery(what: &str, e: storage::Error) -> bool {
+    e.as_bdb().is_some_and(|e| fatal::check(what, e))
 }
 
 /// After a failed transaction (`error`, if not a deadlock): nothing
 /// stored, nothing taken.
-fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<bdb::Error>) {
-    let disk_full = error.is_some_and(bdb::Error::is_disk_full);
+fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Error>) {
+    let disk_full = error.is_some_and(storage::Error::is_disk_full);
     for e in entries.iter_mut() {
         e.reply.clear();
         match &e.command {

@@ -4,12 +4,14 @@
 //! keeps a full disk from becoming a crash or a loss (`space`).
 
 mod chores;
+mod error;
 mod home_lock;
 pub mod queue_list;
 mod queues;
 mod space;
 
 pub use chores::{ChoreSchedule, Chores};
+pub use error::{Error, Result};
 pub use home_lock::{HomeLock, HomeLockError};
 pub use queue_list::Counts;
 pub use queues::QueueStore;

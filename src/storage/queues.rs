@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::error::{Error, Result};
 use super::queue_list::{self, Counts};
-use crate::bdb::{self, Database, Env, EnvConfig, QueueFormat, Txn};
+use crate::bdb::{Database, Env, EnvConfig, QueueFormat, Txn};
 use crate::queue_name::NameRules;
 
 struct Queue {
@@ -40,7 +41,7 @@ impl QueueStore {
         env_config: &EnvConfig,
         format: QueueFormat,
         names: NameRules,
-    ) -> bdb::Result<QueueStore> {
+    ) -> Result<QueueStore> {
         let env = Env::open(home, env_config)?;
         let list = Database::open_btree(&env, queue_list::FILE_NAME.as_bytes())?;
         let mut store = QueueStore {
@@ -100,7 +101,7 @@ impl QueueStore {
 
     /// Creates a queue: its database and its `queue.list` entry commit
     /// together or not at all.
-    pub fn create(&mut self, name: &[u8]) -> bdb::Result<()> {
+    pub fn create(&mut self, name: &[u8]) -> Result<()> {
         let txn = self.env.begin()?;
         let created = Database::open_queue(&self.env, Some(&txn), name, self.format, true)
             .and_then(|db| {
@@ -113,7 +114,7 @@ impl QueueStore {
             Ok(db) => db,
             Err(e) => {
                 txn.abort()?;
-                return Err(e);
+                return Err(e.into());
             }
         };
         txn.commit()?;
@@ -121,7 +122,7 @@ impl QueueStore {
     }
 
     /// Starts serving an open queue database.
-    fn add_open(&mut self, name: &[u8], db: Database, counts: Counts) -> bdb::Result<()> {
+    fn add_open(&mut self, name: &[u8], db: Database, counts: Counts) -> Result<()> {
         let record_len = db.record_len()? as usize;
         self.max_record_len = self.max_record_len.max(record_len);
         let queue = Queue {
@@ -135,7 +136,7 @@ impl QueueStore {
 
     /// Removes a queue, its messages and its `queue.list` entry in one
     /// transaction; `Ok(false)` when there is no such queue.
-    pub fn delete(&mut self, name: &[u8]) -> bdb::Result<bool> {
+    pub fn delete(&mut self, name: &[u8]) -> Result<bool> {
         let Some(queue) = self.queues.remove(name) else {
             return Ok(false);
         };
@@ -150,14 +151,14 @@ impl QueueStore {
         if let Err(e) = result {
             let db = Database::open_queue(&self.env, None, name, self.format, false)?;
             self.add_open(name, db, counts)?;
-            return Err(e);
+            return Err(e.into());
         }
         Ok(true)
     }
 
     /// Appends a record in `txn`; `Ok(false)` when the queue's records are
     /// too short for it. The queue must exist.
-    pub fn append(&self, txn: &Txn<'_>, name: &[u8], record: &[u8]) -> bdb::Result<bool> {
+    pub fn append(&self, txn: &Txn<'_>, name: &[u8], record: &[u8]) -> Result<bool> {
         let queue = self.queue(name)?;
         if record.len() > queue.record_len {
             return Ok(false);
@@ -173,27 +174,24 @@ impl QueueStore {
 
     /// Takes the oldest record of `name` off in `txn` into `buf`; returns
     /// its record number, `None` when the queue is missing or empty.
-    pub fn consume(
-        &self,
-        txn: &Txn<'_>,
-        name: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> bdb::Result<Option<u32>> {
+    pub fn consume(&self, txn: &Txn<'_>, name: &[u8], buf: &mut Vec<u8>) -> Result<Option<u32>> {
         let Some(queue) = self.queues.get(name) else {
             return Ok(None);
         };
         buf.resize(queue.record_len, 0);
-        queue.db.consume(txn, buf)
+        Ok(queue.db.consume(txn, buf)?)
     }
 
     /// Writes `name`'s counters plus `delta` into `queue.list` in `txn`.
-    pub fn save_counts(&self, txn: &Txn<'_>, name: &[u8], delta: Counts) -> bdb::Result<()> {
+    pub fn save_counts(&self, txn: &Txn<'_>, name: &[u8], delta: Counts) -> Result<()> {
         let c = self.queue(name)?.counts;
         let total = Counts {
             set: c.set + delta.set,
             get: c.get + delta.get,
         };
-        self.list.put(txn, &queue_list::key(name), &total.encode())
+        Ok(self
+            .list
+            .put(txn, &queue_list::key(name), &total.encode())?)
     }
 
     /// Adds a committed `delta` to the in-memory counters.
@@ -204,7 +202,7 @@ impl QueueStore {
         }
     }
 
-    fn queue(&self, name: &[u8]) -> bdb::Result<&Queue> {
-        self.queues.get(name).ok_or(bdb::Error::Other(libc::ENOENT))
+    fn queue(&self, name: &[u8]) -> Result<&Queue> {
+        self.queues.get(name).ok_or(Error::NoSuchQueue)
     }
 }
