@@ -17,14 +17,40 @@ pub fn pattern_byte(offset: usize) -> u8 {
     b'a' + (offset % 26) as u8
 }
 
+/// A `get` request and the key its `VALUE` line must echo.
+struct GetRequest {
+    /// `get <key>\r\n`, written in one call.
+    bytes: Vec<u8>,
+}
+
+impl GetRequest {
+    fn new(key: &str) -> GetRequest {
+        GetRequest {
+            bytes: format!("get {key}\r\n").into_bytes(),
+        }
+    }
+
+    /// The key: the request without `get ` and `\r\n`. The server echoes
+    /// it verbatim, options included.
+    fn key(&self) -> &[u8] {
+        &self.bytes[4..self.bytes.len() - 2]
+    }
+}
+
 /// The prebuilt requests for one queue.
 pub struct Queue {
-    /// The queue name, to check the key echoed in `VALUE`.
-    name: Vec<u8>,
+    /// The queue name, for the requests built on the fly (`/t=`).
+    name: String,
     /// `set <name> 0 0 <size>\r\n<data>\r\n`, written in one call.
     set: Vec<u8>,
-    /// `get <name>\r\n`.
-    get: Vec<u8>,
+    /// `get <name>`.
+    get: GetRequest,
+    /// `get <name>/open`: lease a message when none is open.
+    open: GetRequest,
+    /// `get <name>/close/open`: acknowledge the open message, lease the next.
+    close_open: GetRequest,
+    /// `get <name>/close`: acknowledge the open message, lease nothing.
+    close: GetRequest,
 }
 
 impl Queue {
@@ -33,9 +59,12 @@ impl Queue {
         set.extend((0..value_size).map(pattern_byte));
         set.extend_from_slice(b"\r\n");
         Queue {
-            name: name.as_bytes().to_vec(),
+            name: name.to_string(),
             set,
-            get: format!("get {name}\r\n").into_bytes(),
+            get: GetRequest::new(name),
+            open: GetRequest::new(&format!("{name}/open")),
+            close_open: GetRequest::new(&format!("{name}/close/open")),
+            close: GetRequest::new(&format!("{name}/close")),
         }
     }
 }
@@ -98,20 +127,29 @@ pub struct Client {
     line: Vec<u8>,
     /// The last `VALUE` data, kept to reuse its allocation.
     data: Vec<u8>,
+    /// The last request built on the fly (`get <q>/t=<ms>`), kept to reuse
+    /// its allocation.
+    request: Vec<u8>,
 }
 
 impl Client {
-    /// Connects with TCP_NODELAY, and `timeout` on connect, reads and writes.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Client> {
+    /// Connects with TCP_NODELAY, `timeout` on connect and writes, and
+    /// `read_timeout` on reads.
+    pub fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        read_timeout: Duration,
+    ) -> io::Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
+        stream.set_read_timeout(Some(read_timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         Ok(Client {
             writer: stream.try_clone()?,
             reader: BufReader::with_capacity(16 * 1024, stream),
             line: Vec::with_capacity(128),
             data: Vec::new(),
+            request: Vec::with_capacity(64),
         })
     }
 
@@ -128,30 +166,75 @@ impl Client {
     /// Takes a message off `queue` (memcached merely reads it). Accepts
     /// `END`, or one `VALUE` for this queue with a well-formed body, then `END`.
     pub fn get(&mut self, queue: &Queue) -> Result<GetOutcome, RequestError> {
-        self.writer.write_all(&queue.get)?;
+        self.fetch("get", &queue.get)
+    }
+
+    /// Leases the oldest message of `queue` that nobody holds: `get
+    /// <q>/open`, or with `close_first` `get <q>/close/open`, which first
+    /// acknowledges the message this connection holds. `END` means there
+    /// was nothing to lease (and, with `close_first`, the held message is
+    /// acknowledged all the same).
+    pub fn open(&mut self, queue: &Queue, close_first: bool) -> Result<GetOutcome, RequestError> {
+        if close_first {
+            self.fetch("get/close/open", &queue.close_open)
+        } else {
+            self.fetch("get/open", &queue.open)
+        }
+    }
+
+    /// Acknowledges the message this connection holds on `queue`, if any:
+    /// `get <q>/close`, whose only right answer is `END`.
+    pub fn close(&mut self, queue: &Queue) -> Result<(), RequestError> {
+        self.writer.write_all(&queue.close.bytes)?;
+        self.read_line()?;
+        if self.line != b"END\r\n" {
+            return Err(unexpected("get/close", &self.line));
+        }
+        Ok(())
+    }
+
+    /// Takes a message off `queue`, letting the server wait up to `wait_ms`
+    /// milliseconds for one: `get <q>/t=<wait_ms>`. `END` means none came.
+    pub fn get_wait(&mut self, queue: &Queue, wait_ms: u64) -> Result<GetOutcome, RequestError> {
+        let mut request = GetRequest {
+            bytes: std::mem::take(&mut self.request),
+        };
+        request.bytes.clear();
+        // Writing into a Vec cannot fail.
+        let _ = write!(request.bytes, "get {}/t={wait_ms}\r\n", queue.name);
+        let outcome = self.fetch("get/t=", &request);
+        self.request = request.bytes;
+        outcome
+    }
+
+    /// Sends `request` and reads its reply: `END`, or one `VALUE` echoing
+    /// the request's key with a well-formed body, then `END`. `what` names
+    /// the request in errors.
+    fn fetch(&mut self, what: &str, request: &GetRequest) -> Result<GetOutcome, RequestError> {
+        self.writer.write_all(&request.bytes)?;
         self.read_line()?;
         if self.line == b"END\r\n" {
             return Ok(GetOutcome::Miss);
         }
         let size = self
-            .value_size(&queue.name)
-            .ok_or_else(|| unexpected("get", &self.line))?;
+            .value_size(request.key())
+            .ok_or_else(|| unexpected(what, &self.line))?;
         self.data.resize(size + 2, 0);
         self.reader.read_exact(&mut self.data)?;
         if !self.data.ends_with(b"\r\n") {
-            return Err(RequestError::Protocol(
-                "get: data block does not end in \\r\\n".into(),
-            ));
+            return Err(RequestError::Protocol(format!(
+                "{what}: data block does not end in \\r\\n"
+            )));
         }
         let body = &self.data[..size];
         if let Some(offset) = (0..size).find(|&i| body[i] != pattern_byte(i)) {
             return Err(RequestError::Protocol(format!(
-                "get: message body differs from what was set at byte {offset}"
+                "{what}: message body differs from what was set at byte {offset}"
             )));
         }
         self.read_line()?;
         if self.line != b"END\r\n" {
-            return Err(unexpected("get (after VALUE)", &self.line));
+            return Err(unexpected(&format!("{what} (after VALUE)"), &self.line));
         }
         Ok(GetOutcome::Hit)
     }
@@ -207,13 +290,25 @@ fn unexpected(request: &str, reply: &[u8]) -> RequestError {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::sync::mpsc::{self, Receiver};
     use std::thread;
+
+    fn connect(addr: SocketAddr) -> Client {
+        let timeout = Duration::from_secs(5);
+        Client::connect(addr, timeout, timeout).unwrap()
+    }
 
     /// A one-connection server that answers each request line with the next
     /// canned reply (a set's data line is answered too, with nothing).
     fn canned(replies: Vec<&'static [u8]>) -> SocketAddr {
+        canned_recording(replies).0
+    }
+
+    /// [`canned`], also handing over every request line it read.
+    fn canned_recording(replies: Vec<&'static [u8]>) -> (SocketAddr, Receiver<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let (requests, received) = mpsc::channel();
         thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -225,6 +320,7 @@ mod tests {
                 if reader.read_until(b'\n', &mut line).unwrap() == 0 {
                     return;
                 }
+                let _ = requests.send(line.clone());
                 if line.starts_with(b"set ") {
                     line.clear();
                     reader.read_until(b'\n', &mut line).unwrap();
@@ -235,7 +331,7 @@ mod tests {
                 }
             }
         });
-        addr
+        (addr, received)
     }
 
     #[test]
@@ -247,7 +343,7 @@ mod tests {
             b"VALUE q1 -1 0\r\n\r\nEND\r\n",
         ]);
         let q = Queue::new("q1", 5);
-        let mut c = Client::connect(addr, Duration::from_secs(5)).unwrap();
+        let mut c = connect(addr);
         c.set(&q).unwrap();
         assert_eq!(c.get(&q).unwrap(), GetOutcome::Hit);
         assert_eq!(c.get(&q).unwrap(), GetOutcome::Miss);
@@ -268,7 +364,7 @@ mod tests {
         ];
         for (reply, is_set) in cases {
             let addr = canned(vec![reply]);
-            let mut c = Client::connect(addr, Duration::from_secs(5)).unwrap();
+            let mut c = connect(addr);
             let result = if is_set {
                 c.set(&q).map(|_| GetOutcome::Miss)
             } else {
@@ -279,9 +375,88 @@ mod tests {
     }
 
     #[test]
+    fn reliable_reads_echo_their_options() {
+        let (addr, requests) = canned_recording(vec![
+            b"VALUE q1/open 0 3\r\nabc\r\nEND\r\n",
+            b"VALUE q1/close/open 7 3\r\nabc\r\nEND\r\n",
+            b"END\r\n",
+            b"END\r\n",
+        ]);
+        let q = Queue::new("q1", 3);
+        let mut c = connect(addr);
+        assert_eq!(c.open(&q, false).unwrap(), GetOutcome::Hit);
+        assert_eq!(c.open(&q, true).unwrap(), GetOutcome::Hit);
+        assert_eq!(c.open(&q, true).unwrap(), GetOutcome::Miss);
+        c.close(&q).unwrap();
+        let sent: Vec<Vec<u8>> = requests.iter().take(4).collect();
+        assert_eq!(
+            sent,
+            [
+                &b"get q1/open\r\n"[..],
+                b"get q1/close/open\r\n",
+                b"get q1/close/open\r\n",
+                b"get q1/close\r\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn blocking_reads_echo_their_wait() {
+        let (addr, requests) = canned_recording(vec![
+            b"VALUE q1/t=1000 0 3\r\nabc\r\nEND\r\n",
+            b"END\r\n",
+            b"VALUE q1/t=25 0 0\r\n\r\nEND\r\n",
+        ]);
+        let q = Queue::new("q1", 3);
+        let mut c = connect(addr);
+        assert_eq!(c.get_wait(&q, 1000).unwrap(), GetOutcome::Hit);
+        assert_eq!(c.get_wait(&q, 1000).unwrap(), GetOutcome::Miss);
+        assert_eq!(c.get_wait(&q, 25).unwrap(), GetOutcome::Hit);
+        let sent: Vec<Vec<u8>> = requests.iter().take(3).collect();
+        assert_eq!(
+            sent,
+            [
+                &b"get q1/t=1000\r\n"[..],
+                b"get q1/t=1000\r\n",
+                b"get q1/t=25\r\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn option_reads_reject_other_keys_and_errors() {
+        type Read = fn(&mut Client, &Queue) -> Result<GetOutcome, RequestError>;
+        let open: Read = |c, q| c.open(q, false);
+        let close_open: Read = |c, q| c.open(q, true);
+        let wait: Read = |c, q| c.get_wait(q, 1000);
+        let close: Read = |c, q| c.close(q).map(|()| GetOutcome::Miss);
+        let q = Queue::new("q1", 3);
+        let cases: [(&'static [u8], Read); 8] = [
+            // The plain name where the options should be echoed.
+            (b"VALUE q1 0 3\r\nabc\r\nEND\r\n", open),
+            (b"VALUE q1/open 0 3\r\nabc\r\nEND\r\n", close_open),
+            (b"VALUE q1 0 3\r\nabc\r\nEND\r\n", wait),
+            (b"VALUE q1/t=999 0 3\r\nabc\r\nEND\r\n", wait),
+            (b"CLIENT_ERROR close current item first\r\n", open),
+            (b"CLIENT_ERROR bad command line format\r\n", wait),
+            (b"VALUE q1/close 0 3\r\nabc\r\nEND\r\n", close),
+            (b"ERROR\r\n", close),
+        ];
+        for (reply, read) in cases {
+            let addr = canned(vec![reply]);
+            let mut c = connect(addr);
+            assert!(
+                read(&mut c, &q).is_err(),
+                "{}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[test]
     fn reports_a_closed_connection() {
         let addr = canned(vec![]);
-        let mut c = Client::connect(addr, Duration::from_secs(5)).unwrap();
+        let mut c = connect(addr);
         let q = Queue::new("q1", 5);
         assert!(matches!(c.get(&q), Err(RequestError::Closed)));
     }

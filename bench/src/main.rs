@@ -6,6 +6,12 @@
 //! message to its queue and takes one off again, so queues stay short and a
 //! run leaves them as it found them. Only loopback addresses are accepted.
 //!
+//! `--read` chooses how messages are taken: a plain `get`, a reliable read
+//! (`get q/close/open`, acknowledging the previous message and leasing the
+//! next in one round trip) or a blocking one (`get q/t=<ms>`). With
+//! `--producers` the connections split into producers that only `set` and
+//! consumers that only `get`, meeting on the same queues.
+//!
 //! - `options`: the command line.
 //! - `client`: one connection; builds requests, reads and checks replies.
 //! - `worker`: the timed loop of one connection, and which queues it uses.
@@ -62,7 +68,7 @@ fn run(config: Arc<Config>) -> Result<bool, String> {
     // failure, not a run full of errors.
     let mut clients = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
-        let client = Client::connect(config.addr, config.timeout)
+        let client = Client::connect(config.addr, config.timeout, config.read_timeout())
             .map_err(|e| format!("cannot connect to {}: {e}", config.addr))?;
         clients.push(client);
     }
@@ -70,10 +76,12 @@ fn run(config: Arc<Config>) -> Result<bool, String> {
     let start = Arc::new(Barrier::new(config.connections));
     let mut handles = Vec::with_capacity(config.connections);
     for (conn, client) in clients.into_iter().enumerate() {
+        let (mix, queues) = worker::role_of(conn, &config);
         let plan = Plan {
             config: Arc::clone(&config),
             start: Arc::clone(&start),
-            queues: worker::queues_of(conn, config.connections, config.queues)
+            mix,
+            queues: queues
                 .into_iter()
                 .map(|q| Queue::new(&format!("{}{q}", config.queue_prefix), config.value_size))
                 .collect(),

@@ -20,6 +20,8 @@ const MAX_VALUE_SIZE: usize = 1 << 20;
 const MAX_KEY_LEN: usize = 250;
 /// A day; longer runs are surely a typo.
 const MAX_SECONDS: f64 = 86_400.0;
+/// The `/t=` of blocking reads when `--wait-ms` is not given.
+const DEFAULT_WAIT_MS: u64 = 1000;
 
 /// Which requests each connection sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,37 @@ impl Mix {
     }
 }
 
+/// How a `get` asks for a message (docs/PROTOCOL.md, "Reliable and
+/// blocking reads").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// `get <q>`: the message is taken off at once.
+    Plain,
+    /// `get <q>/close/open` (`get <q>/open` when nothing is open): each
+    /// request acknowledges the message opened by the previous one and
+    /// leases the next.
+    Reliable,
+    /// `get <q>/t=<ms>`: an empty queue makes the server wait for a
+    /// message rather than answer `END` at once.
+    Blocking,
+}
+
+impl Read {
+    pub fn name(self) -> &'static str {
+        match self {
+            Read::Plain => "plain",
+            Read::Reliable => "reliable",
+            Read::Blocking => "blocking",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Read> {
+        [Read::Plain, Read::Reliable, Read::Blocking]
+            .into_iter()
+            .find(|read| read.name() == text)
+    }
+}
+
 /// Everything a run needs to know.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -70,10 +103,45 @@ pub struct Config {
     /// Queue names are this followed by a number.
     pub queue_prefix: String,
     pub mix: Mix,
-    /// Longest wait for a connect, a write or a reply.
+    /// How every `get` is sent.
+    pub read: Read,
+    /// The `/t=` of blocking reads, in milliseconds (never beyond the end
+    /// of the run, see `worker`).
+    pub wait_ms: u64,
+    /// With the `set-get` mix, how many connections only `set` (the first
+    /// ones); the others only `get`. 0: every connection does both in turn.
+    pub producers: usize,
+    /// Longest wait for a connect, a write or a reply (a blocking read gets
+    /// `wait_ms` more, see [`Config::read_timeout`]).
     pub timeout: Duration,
     /// Print a JSON line after the text line.
     pub json: bool,
+}
+
+impl Config {
+    /// Connections that only `get`, when the roles are split.
+    pub fn consumers(&self) -> usize {
+        if self.producers == 0 {
+            0
+        } else {
+            self.connections - self.producers
+        }
+    }
+
+    /// How long a reply may take: a blocking read may rightly wait for
+    /// `wait_ms` before the server even starts answering.
+    pub fn read_timeout(&self) -> Duration {
+        match self.read {
+            Read::Blocking => self.timeout + Duration::from_millis(self.wait_ms),
+            Read::Plain | Read::Reliable => self.timeout,
+        }
+    }
+
+    /// Whether this run is one of the kinds that existed before `--read`
+    /// and `--producers`, whose result line keeps its old form.
+    pub fn is_classic(&self) -> bool {
+        self.read == Read::Plain && self.producers == 0
+    }
 }
 
 /// What the command line asks for.
@@ -120,7 +188,8 @@ fn options() -> Options {
     opts.optopt(
         "q",
         "queues",
-        "queue names to spread over (default: one per connection)",
+        "queue names to spread over (default: one per connection, or per \
+         producer or consumer, whichever are fewer, with --producers)",
         "N",
     );
     opts.optopt(
@@ -136,9 +205,30 @@ fn options() -> Options {
         "MIX",
     );
     opts.optopt(
+        "r",
+        "read",
+        "how gets are sent: plain (get q), reliable (get q/close/open) or \
+         blocking (get q/t=MS) (plain)",
+        "READ",
+    );
+    opts.optopt(
+        "",
+        "wait-ms",
+        "the t= of blocking reads, in milliseconds (1000)",
+        "MS",
+    );
+    opts.optopt(
+        "",
+        "producers",
+        "with set-get, the first N connections only set and the others only \
+         get; 0 means each connection does both in turn (0)",
+        "N",
+    );
+    opts.optopt(
         "t",
         "timeout",
-        "seconds to wait for a connect or a reply before counting an error (5)",
+        "seconds to wait for a connect or a reply before counting an error; \
+         a blocking read gets --wait-ms more (5)",
         "SECS",
     );
     opts.optflag("j", "json", "also print the result as one JSON line");
@@ -204,20 +294,52 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         return Err(format!("--value-size must be at most {MAX_VALUE_SIZE}"));
     }
 
-    let queues = number(matches.opt_str("queues"), "--queues", connections)?;
+    let mix = match matches.opt_str("mix") {
+        None => Mix::SetGet,
+        Some(text) => Mix::parse(&text)
+            .ok_or_else(|| format!("--mix must be set-get, set or get, not {text:?}"))?,
+    };
+    let read = match matches.opt_str("read") {
+        None => Read::Plain,
+        Some(text) => Read::parse(&text)
+            .ok_or_else(|| format!("--read must be plain, reliable or blocking, not {text:?}"))?,
+    };
+    let wait_ms = match matches.opt_str("wait-ms") {
+        None => DEFAULT_WAIT_MS,
+        Some(_) if read != Read::Blocking => {
+            return Err("--wait-ms needs --read blocking".into());
+        }
+        Some(text) => number(Some(text), "--wait-ms", 0u64)?,
+    };
+    if !(1..=MAX_SECONDS as u64 * 1000).contains(&wait_ms) {
+        return Err(format!(
+            "--wait-ms must be 1..={} milliseconds",
+            MAX_SECONDS as u64 * 1000
+        ));
+    }
+    let producers = number(matches.opt_str("producers"), "--producers", 0usize)?;
+    if producers > 0 {
+        if mix != Mix::SetGet {
+            return Err("--producers needs --mix set-get".into());
+        }
+        if producers >= connections {
+            return Err("--producers must leave at least one connection to get".into());
+        }
+    }
+
+    let default_queues = if producers > 0 {
+        producers.min(connections - producers)
+    } else {
+        connections
+    };
+    let queues = number(matches.opt_str("queues"), "--queues", default_queues)?;
     if queues == 0 {
         return Err("--queues must be at least 1".into());
     }
     let queue_prefix = matches
         .opt_str("queue-prefix")
         .unwrap_or_else(|| "bench".into());
-    check_prefix(&queue_prefix, queues)?;
-
-    let mix = match matches.opt_str("mix") {
-        None => Mix::SetGet,
-        Some(text) => Mix::parse(&text)
-            .ok_or_else(|| format!("--mix must be set-get, set or get, not {text:?}"))?,
-    };
+    check_prefix(&queue_prefix, queues, option_len(read, wait_ms))?;
 
     Ok(Parsed::Run(Config {
         addr: SocketAddr::new(ip, port),
@@ -229,6 +351,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         queues,
         queue_prefix,
         mix,
+        read,
+        wait_ms,
+        producers,
         timeout,
         json: matches.opt_present("json"),
     }))
@@ -273,16 +398,26 @@ fn seconds(text: Option<String>, name: &str, default: f64) -> Result<Duration, S
     Ok(Duration::from_secs_f64(value))
 }
 
+/// The longest options a `get` key carries after the queue name.
+fn option_len(read: Read, wait_ms: u64) -> usize {
+    match read {
+        Read::Plain => 0,
+        Read::Reliable => "/close/open".len(),
+        Read::Blocking => "/t=".len() + wait_ms.to_string().len(),
+    }
+}
+
 /// Every queue name must be a valid key that MemcacheQ accepts as a file
-/// name: printable, no space or slash, at most 250 bytes.
-fn check_prefix(prefix: &str, queues: usize) -> Result<(), String> {
+/// name: printable, no space or slash, at most 250 bytes with the options
+/// (`extra` bytes) a `get` puts after it.
+fn check_prefix(prefix: &str, queues: usize, extra: usize) -> Result<(), String> {
     if prefix.is_empty() {
         return Err("--queue-prefix must not be empty".into());
     }
     if !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
         return Err("--queue-prefix must be printable ASCII without space or '/'".into());
     }
-    let longest = prefix.len() + (queues - 1).to_string().len();
+    let longest = prefix.len() + (queues - 1).to_string().len() + extra;
     if longest > MAX_KEY_LEN {
         return Err(format!("queue names would exceed {MAX_KEY_LEN} bytes"));
     }
@@ -311,6 +446,28 @@ mod tests {
         let c = run(&["-c", "16", "--requests", "100"]).unwrap();
         assert_eq!((c.queues, c.requests), (16, Some(100)));
         assert_eq!(c.duration, Duration::from_secs(600));
+        assert_eq!((c.read, c.producers, c.consumers()), (Read::Plain, 0, 0));
+        assert!(c.is_classic());
+    }
+
+    #[test]
+    fn reads_and_roles() {
+        let c = run(&["-c", "16", "--read", "reliable", "--producers", "8"]).unwrap();
+        assert_eq!(
+            (c.read, c.producers, c.consumers(), c.queues),
+            (Read::Reliable, 8, 8, 8)
+        );
+        assert!(!c.is_classic());
+        assert_eq!(c.read_timeout(), c.timeout);
+        let c = run(&["-c", "5", "--read", "blocking", "--producers", "1"]).unwrap();
+        assert_eq!((c.wait_ms, c.consumers(), c.queues), (1000, 4, 1));
+        assert_eq!(c.read_timeout(), Duration::from_secs(6));
+        let c = run(&["--read", "blocking", "--wait-ms", "20", "-t", "1"]).unwrap();
+        assert_eq!(c.read_timeout(), Duration::from_millis(1020));
+        // The options count against the 250-byte key.
+        let long = "p".repeat(238);
+        assert!(run(&["--queue-prefix", &long, "--read", "reliable"]).is_ok());
+        assert!(run(&["--queue-prefix", &format!("{long}p"), "--read", "reliable"]).is_err());
     }
 
     #[test]
@@ -331,6 +488,11 @@ mod tests {
             &["--queue-prefix", "a/b"],
             &["--queues", "0"],
             &["--requests", "0"],
+            &["--read", "peek"],
+            &["--wait-ms", "100"],
+            &["--read", "blocking", "--wait-ms", "0"],
+            &["-c", "2", "--producers", "2"],
+            &["-c", "2", "--producers", "1", "--mix", "get"],
             &["stray"],
         ] {
             assert!(run(args).is_err(), "{args:?}");

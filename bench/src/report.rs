@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::histogram::Histogram;
-use crate::options::Config;
+use crate::options::{Config, Read};
 use crate::worker::Tally;
 
 /// Totals over all connections.
@@ -46,18 +46,30 @@ impl Summary {
     }
 
     pub fn ops_per_sec(&self) -> f64 {
+        self.per_sec(self.ops())
+    }
+
+    /// Messages taken per second: every `get` that returned one (a reliable
+    /// read's message is acknowledged by the next read, or at the end).
+    pub fn consumed_per_sec(&self) -> f64 {
+        self.per_sec(self.hits)
+    }
+
+    fn per_sec(&self, count: u64) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
-            self.ops() as f64 / secs
+            count as f64 / secs
         } else {
             0.0
         }
     }
 
-    /// The figures of both formats, in print order: name, value.
+    /// The figures of both formats, in print order: name, value. Runs of
+    /// the kinds that predate `--read` and `--producers` print exactly the
+    /// fields they always did; the others add theirs at the end.
     fn fields(&self, config: &Config) -> Vec<(&'static str, Value)> {
         let us = |ns: u64| Value::Float(ns as f64 / 1000.0, 1);
-        vec![
+        let mut fields = vec![
             ("server", Value::Text(config.addr.to_string())),
             ("mix", Value::Text(config.mix.name().into())),
             ("connections", Value::Int(config.connections as u64)),
@@ -75,7 +87,19 @@ impl Summary {
             ("p999_us", us(self.latency.quantile(0.999))),
             ("max_us", us(self.latency.max())),
             ("errors", Value::Int(self.errors)),
-        ]
+        ];
+        if !config.is_classic() {
+            fields.extend([
+                ("read", Value::Text(config.read.name().into())),
+                ("producers", Value::Int(config.producers as u64)),
+                ("consumers", Value::Int(config.consumers() as u64)),
+                ("consumed_per_sec", Value::Float(self.consumed_per_sec(), 1)),
+            ]);
+            if config.read == Read::Blocking {
+                fields.push(("wait_ms", Value::Int(config.wait_ms)));
+            }
+        }
+        fields
     }
 
     /// `key=value` pairs separated by spaces; no value contains a space.
