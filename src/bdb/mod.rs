@@ -41,7 +41,7 @@ mod inspect;
 mod tests;
 mod txn;
 
-pub use database::{Cursor, Database, QueueFormat};
+pub use database::{Cursor, Database, IfMissing, QueueFormat};
 pub use env::{Env, EnvConfig};
 pub use error::{Error, Result};
 pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};

@@ -16,10 +16,8 @@ use crate::bdb::{EnvConfig, QueueFormat};
 use crate::config::Config;
 use crate::fatal;
 use crate::os;
-use crate::protocol::Parser;
 use crate::queue_name::NameRules;
-use crate::stats::Stats;
-use crate::storage::{self, ChoreSchedule, Chores, DiskSpace, HomeLock, HomeLockError, QueueStore};
+use crate::storage::{self, ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore};
 use executor::Executor;
 use mio::net::UdpSocket;
 use reactor::Reactor;
@@ -31,6 +29,69 @@ const LOCK_TABLE_SIZE: u32 = 40000;
 /// Descriptors needed beside client connections (listeners, database
 /// files, logs).
 const SPARE_FILES: u64 = 256;
+
+/// When a turn's replies may leave (-N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The default: a turn commits without flushing, and its replies wait
+    /// until the log flusher has flushed the log past its commit.
+    FlushBeforeReply,
+    /// -N (the environment opened with DB_TXN_NOSYNC): replies leave right
+    /// after the commit while the log file being written is allocated in
+    /// full, and wait for a flush only while it is not.
+    NoSync,
+}
+
+/// What `stats queue` lists (-Z).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatsFormat {
+    /// `STAT <name> <set>/<get>` per queue, as MemcacheQ 0.2.1.
+    Counters,
+    /// `STAT <name>` per queue, as MemcacheQ 0.1.x (for Zend_Queue).
+    NamesOnly,
+}
+
+/// What serving takes from the command line; the rest of it is about the
+/// process (sockets, user, daemon) or the storage (`QueueStore::open`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// -c: connections served at once; one more is answered `SERVER_ERROR
+    /// too many open connections` and closed.
+    pub max_connections: usize,
+    /// -t: only reported by `stats` as `threads`, so monitoring of the
+    /// original keeps working (one reactor does the work; README, Design).
+    pub threads: u32,
+    /// -N: whether replies wait for the log flush.
+    pub durability: Durability,
+    /// -Z: the `stats queue` listing.
+    pub queue_stats: QueueStatsFormat,
+}
+
+impl From<&Config> for ServeOptions {
+    fn from(config: &Config) -> ServeOptions {
+        ServeOptions {
+            max_connections: config.max_connections,
+            threads: config.threads,
+            durability: if config.nosync {
+                Durability::NoSync
+            } else {
+                Durability::FlushBeforeReply
+            },
+            queue_stats: if config.names_only_stats {
+                QueueStatsFormat::NamesOnly
+            } else {
+                QueueStatsFormat::Counters
+            },
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    /// The original's defaults, as with no flags.
+    fn default() -> ServeOptions {
+        ServeOptions::from(&Config::default())
+    }
+}
 
 fn listen_address(config: &Config, port: u16) -> Result<SocketAddr, String> {
     let host = config.listen_addr.as_deref().unwrap_or("0.0.0.0");
@@ -171,7 +232,6 @@ fn serve(
     })?;
     let reserved = storage::reserve_regions(&config.home)?;
     log::info!("reserved {} MB for the region files", reserved >> 20);
-    let space = DiskSpace::new(&config.home, store.env());
     let chores = Chores::start(
         store.env(),
         ChoreSchedule {
@@ -185,20 +245,23 @@ fn serve(
     .map_err(|e| format!("can't start the background chores: {e}"))?;
 
     let signals = os::stop_signals().map_err(|e| format!("can't install signal handlers: {e}"))?;
+    let options = ServeOptions::from(config);
     let reactor = Reactor::new(
         listener,
         udp,
         mio::net::UnixStream::from_std(signals),
-        Parser::new(names, config.record_len),
-        Executor::new(store, config.names_only_stats, !config.nosync, space),
-        Stats::new(config.threads),
-        config,
+        Executor::new(store, options.queue_stats, options.durability),
+        &options,
     )
     .map_err(|e| format!("can't start the event loop: {e}"))?;
     log::info!("serving, home {}", config.home.display());
     if let Some(ready) = daemon {
         ready
-            .serving(config.verbosity > 0)
+            .serving(if config.verbosity > 0 {
+                os::StdStreams::Keep
+            } else {
+                os::StdStreams::ToDevNull
+            })
             .map_err(|e| format!("failed to detach: {e}"))?;
     }
     let served = reactor.run();

@@ -13,7 +13,7 @@ use super::connection::{Connection, ReadState};
 use super::executor::{self, Entry, Executor, Origin};
 use super::log_flusher::{LogFlusher, Settled};
 use super::socket::{Listener, Stream};
-use crate::config::Config;
+use super::ServeOptions;
 use crate::log_limit;
 use crate::protocol::{reply, udp, Command, Parser, Refusal, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
@@ -88,19 +88,22 @@ pub struct Reactor {
 }
 
 impl Reactor {
+    /// A reactor serving `listener` (and `udp`) with `executor` until
+    /// `signals` turns readable.
     pub fn new(
         listener: Listener,
         udp: Option<UdpSocket>,
         signals: UnixStream,
-        parser: Parser,
         executor: Executor,
-        stats: Stats,
-        config: &Config,
+        options: &ServeOptions,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), FLUSHED)?;
-        let env = executor.store().env().clone();
-        let flusher = Some(LogFlusher::start(env, waker, config.nosync)?);
+        let store = executor.store();
+        let env = store.env().clone();
+        let flusher = Some(LogFlusher::start(env, waker, options.durability)?);
+        let record_len = store.format().record_len;
+        let parser = Parser::new(store.name_rules(), record_len);
         let mut reactor = Reactor {
             poll,
             listener,
@@ -114,9 +117,9 @@ impl Reactor {
             ready: Vec::new(),
             parser,
             executor,
-            stats,
-            max_connections: config.max_connections,
-            read_limit: MAX_GET_LINE.max(MAX_LINE + config.record_len as usize) + 64 * 1024,
+            stats: Stats::new(options.threads),
+            max_connections: options.max_connections,
+            read_limit: MAX_GET_LINE.max(MAX_LINE + record_len as usize) + 64 * 1024,
             entries: Vec::new(),
             flusher,
             generation: 0,
