@@ -131,6 +131,11 @@ impl Executor {
         &self.store
     }
 
+    /// Gives the queues back, for the shutdown's last checkpoint.
+    pub fn into_store(self) -> QueueStore {
+        self.store
+    }
+
     /// An upper bound on the bytes of `command`'s reply, known before it
     /// runs, so a client that never reads can be stopped before its
     /// replies outgrow its share of memory.
