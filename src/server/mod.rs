@@ -10,6 +10,8 @@
 
 mod connection;
 mod executor;
+#[cfg(test)]
+mod executor_tests;
 mod log_flusher;
 mod reactor;
 mod socket;
