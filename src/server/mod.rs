@@ -315,12 +315,19 @@ fn start_chores(config: &Config, store: &QueueStore) -> Result<Chores, String> {
 ///
 /// This is serving alone, as a test can run it in-process on port 0: the
 /// process's set-up (privileges, daemon, pid file, the home's lock, signal
-/// handlers, region reservation), the Berkeley DB chores and the shutdown
-/// (the last log flush and checkpoint) are `run`'s. It starts the log
-/// flusher, which belongs to serving: replies wait for it. A store that
-/// Berkeley DB says needs recovery stops the server through
-/// `os::request_stop`, the process's signal pipe, which `run` passes as
-/// `stop`.
+/// handlers, region reservation) and its shutdown (the last log flush and
+/// checkpoint, on the store returned) are `run`'s. So are the Berkeley DB
+/// chores (checkpoint, memp_trickle, deadlock detection): they look after
+/// the environment for as long as it is open, whoever uses it, and must
+/// stop before the last checkpoint; serving does not need them to be
+/// correct (its one transaction at a time never deadlocks with itself).
+/// The log flusher does belong here, as replies wait for it; it is
+/// stopped before `serve` returns.
+///
+/// Berkeley DB asking for recovery stops serving through
+/// `os::request_stop`, a write to the process's signal pipe, which `run`
+/// passes as `stop`. Under another `stop`, serving goes on (every storage
+/// command failing) until its caller stops it.
 pub fn serve(
     listeners: Listeners,
     store: QueueStore,

@@ -33,7 +33,7 @@ impl Listeners {
     }
 
     /// TCP connections accepted on `listener`, bound and listening; no
-    /// UDP. Its backlog is raised to [`BACKLOG`], as the server's own.
+    /// UDP. Its backlog is raised to 1,024, as the server's own.
     pub fn tcp(listener: std::net::TcpListener) -> io::Result<Listeners> {
         listener.set_nonblocking(true)?;
         os::set_listen_backlog(listener.as_raw_fd(), BACKLOG)?;
