@@ -6,7 +6,9 @@
 //! - `item`: the memcache item layout, which is also the on-disk record.
 //! - `storage`: queues as DB_QUEUE databases, `queue.list`'s format, and
 //!   the background chores.
-//! - `server`: the mio reactor, connections, and the group-commit executor.
+//! - `server`: the process (`run`: set-up, chores, shutdown) and serving
+//!   (`serve`: the mio reactor, connections, the group-commit executor),
+//!   which a test can run in-process.
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
 //!   These two are the only modules that may call C; both say so, and
 //!   why, in their own docs.

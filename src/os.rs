@@ -199,16 +199,24 @@ pub fn raise_core_limit() -> io::Result<()> {
     Ok(())
 }
 
+/// What a daemon does with its standard streams once it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdStreams {
+    /// Keep them (-v): messages still reach the terminal.
+    Keep,
+    /// Point them at /dev/null, detaching from the terminal.
+    ToDevNull,
+}
+
 /// Held by a daemon child until it serves; tells the waiting parent.
 pub struct DaemonReady(UnixStream);
 
 impl DaemonReady {
-    /// Lets the parent exit 0, then detaches standard streams from the
-    /// terminal unless `keep_stdio` (-v).
-    pub fn serving(mut self, keep_stdio: bool) -> io::Result<()> {
+    /// Lets the parent exit 0, then does `streams`.
+    pub fn serving(mut self, streams: StdStreams) -> io::Result<()> {
         use std::io::Write;
         self.0.write_all(b"1")?;
-        if !keep_stdio {
+        if streams == StdStreams::ToDevNull {
             let null = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)

@@ -18,6 +18,15 @@ pub struct QueueFormat {
     pub extent_pages: u32,
 }
 
+/// What opening a database does when its file does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Create it (DB_CREATE).
+    Create,
+    /// Fail with ENOENT.
+    Fail,
+}
+
 /// An open database handle; closed on drop, before its environment. `T`
 /// says whether it was opened with DB_THREAD, as for [`Env`].
 pub struct Database<T = Threaded>(DbHandle<T>);
@@ -171,10 +180,10 @@ impl Database {
         txn: Option<&Txn<'_>>,
         file: &[u8],
         kind: sys::DBTYPE,
-        create: bool,
+        missing: IfMissing,
     ) -> Result<Database> {
         let mut flags = 0;
-        if create {
+        if missing == IfMissing::Create {
             flags |= sys::DB_CREATE;
         }
         if txn.is_none() {
@@ -183,14 +192,15 @@ impl Database {
         db.open(txn, file, kind, flags, 0o664)
     }
 
-    /// Opens the DB_QUEUE database `file`; with `create`, makes it with
-    /// `format` when missing (an existing file keeps its own format).
+    /// Opens the DB_QUEUE database `file`; a missing one is made with
+    /// `format` if `missing` says so (an existing file keeps its own
+    /// format).
     pub fn open_queue(
         env: &Env,
         txn: Option<&Txn<'_>>,
         file: &[u8],
         format: QueueFormat,
-        create: bool,
+        missing: IfMissing,
     ) -> Result<Database> {
         let db = DbHandle::create(env)?;
         let p = db.as_ptr();
@@ -202,12 +212,18 @@ impl Database {
                 check(method!(p, set_q_extentsize, format.extent_pages))?;
             }
         }
-        Database::open_in(db, txn, file, sys::DB_QUEUE, create)
+        Database::open_in(db, txn, file, sys::DB_QUEUE, missing)
     }
 
     /// Opens (creating if missing) the DB_BTREE database `file`.
     pub fn open_btree(env: &Env, file: &[u8]) -> Result<Database> {
-        Database::open_in(DbHandle::create(env)?, None, file, sys::DB_BTREE, true)
+        Database::open_in(
+            DbHandle::create(env)?,
+            None,
+            file,
+            sys::DB_BTREE,
+            IfMissing::Create,
+        )
     }
 
     /// The fixed record length of a queue database.

@@ -26,6 +26,15 @@ pub struct EnvConfig {
     pub auto_remove_logs: bool,
 }
 
+/// Lock requests that met a conflict (DB_ENV->lock_stat).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockStats {
+    /// Waited for a lock another locker held.
+    pub waits: u64,
+    /// Refused to break a deadlock (DB_LOCK_DEADLOCK to their caller).
+    pub deadlocks: u64,
+}
+
 /// The C handle; closed when the last `Env` clone goes away.
 struct EnvHandle<T> {
     ptr: NonNull<sys::DB_ENV>,
@@ -261,6 +270,25 @@ impl Env {
         // SAFETY: a live environment; `written` outlives the call.
         check(unsafe { method!(self.as_ptr(), memp_trickle, percent, &mut written) })?;
         Ok(written)
+    }
+
+    /// How many lock requests waited, and how many were refused to break
+    /// a deadlock, since the environment's regions were created.
+    pub fn lock_stats(&self) -> Result<LockStats> {
+        let mut raw: *mut sys::DB_LOCK_STAT = ptr::null_mut();
+        // SAFETY: a live environment with a lock subsystem; Berkeley DB
+        // mallocs the result, which we read and free exactly once.
+        unsafe {
+            check(method!(self.as_ptr(), lock_stat, &mut raw, 0))?;
+            let stat = non_null(raw)?;
+            let s = stat.as_ref();
+            let stats = LockStats {
+                waits: s.st_lock_wait,
+                deadlocks: s.st_ndeadlocks,
+            };
+            libc::free(stat.as_ptr() as *mut c_void);
+            Ok(stats)
+        }
     }
 
     /// Runs the deadlock detector, aborting the youngest locker of each

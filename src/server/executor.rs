@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::{Durability, QueueStatsFormat};
 use crate::bdb::{self, Txn};
 use crate::fatal;
 use crate::item;
@@ -109,23 +110,30 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// Runs commands on `store`, listing `stats queue` as `queue_stats`
+    /// and committing for `durability`.
     pub fn new(
         store: QueueStore,
-        names_only_stats: bool,
-        deferred_flush: bool,
-        space: DiskSpace,
+        queue_stats: QueueStatsFormat,
+        durability: Durability,
     ) -> Executor {
+        let space = DiskSpace::new(store.home(), store.env());
         Executor {
             store,
             record: Vec::new(),
-            names_only_stats,
-            deferred_flush,
+            names_only_stats: queue_stats == QueueStatsFormat::NamesOnly,
+            deferred_flush: durability == Durability::FlushBeforeReply,
             space,
         }
     }
 
     pub fn store(&self) -> &QueueStore {
         &self.store
+    }
+
+    /// Gives the queues back, for the shutdown's last checkpoint.
+    pub fn into_store(self) -> QueueStore {
+        self.store
     }
 
     /// An upper bound on the bytes of `command`'s reply, known before it

@@ -23,6 +23,7 @@ use std::thread::{self, JoinHandle};
 
 use mio::Waker;
 
+use super::Durability;
 use crate::bdb::{self, Env};
 use crate::fatal;
 use crate::log_limit;
@@ -99,14 +100,13 @@ pub struct LogFlusher {
 
 impl LogFlusher {
     /// Starts the thread; `waker` wakes the reactor after each flush.
-    pub fn start(env: Env, waker: Waker, nosync: bool) -> io::Result<LogFlusher> {
+    pub fn start(env: Env, waker: Waker, durability: Durability) -> io::Result<LogFlusher> {
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
         let reserve = LogReserve::new(&env);
-        let (nosync, thread_reserve) = if nosync {
-            (Some(reserve), None)
-        } else {
-            (None, Some(reserve))
+        let (nosync, thread_reserve) = match durability {
+            Durability::NoSync => (Some(reserve), None),
+            Durability::FlushBeforeReply => (None, Some(reserve)),
         };
         let thread = thread::Builder::new()
             .name("log-flush".into())

@@ -1,29 +1,39 @@
-//! Starting and stopping the server: sockets, privileges, storage, the
-//! chores, and the reactor in between.
+//! Starting and stopping the server, in two layers:
+//!
+//! - [`run`]: the process. Limits, sockets, the daemon and its pid file,
+//!   the home's lock, the user, signal handlers, opening the storage and
+//!   reserving its region files, the Berkeley DB chores; then [`serve`];
+//!   then the shutdown (the last log flush and checkpoint).
+//! - [`serve`] (or [`Server`]): serving. The reactor, its connections, the
+//!   group-commit executor and the log flusher, on sockets and a store it
+//!   is given, until told to stop; what a test runs in-process.
 
 mod connection;
 mod executor;
+#[cfg(test)]
+mod executor_tests;
 mod log_flusher;
 mod reactor;
 mod socket;
 
 use std::fs::DirBuilder;
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::bdb::{EnvConfig, QueueFormat};
 use crate::config::Config;
 use crate::fatal;
 use crate::os;
-use crate::protocol::Parser;
 use crate::queue_name::NameRules;
-use crate::stats::Stats;
-use crate::storage::{self, ChoreSchedule, Chores, DiskSpace, HomeLock, HomeLockError, QueueStore};
+use crate::storage::{self, ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore};
 use executor::Executor;
 use mio::net::UdpSocket;
 use reactor::Reactor;
 use socket::Listener;
+pub use socket::Listeners;
 
 /// Lockers, locks, lock objects and transactions, as the original sets.
 const LOCK_TABLE_SIZE: u32 = 40000;
@@ -31,6 +41,69 @@ const LOCK_TABLE_SIZE: u32 = 40000;
 /// Descriptors needed beside client connections (listeners, database
 /// files, logs).
 const SPARE_FILES: u64 = 256;
+
+/// When a turn's replies may leave (-N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The default: a turn commits without flushing, and its replies wait
+    /// until the log flusher has flushed the log past its commit.
+    FlushBeforeReply,
+    /// -N (the environment opened with DB_TXN_NOSYNC): replies leave right
+    /// after the commit while the log file being written is allocated in
+    /// full, and wait for a flush only while it is not.
+    NoSync,
+}
+
+/// What `stats queue` lists (-Z).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatsFormat {
+    /// `STAT <name> <set>/<get>` per queue, as MemcacheQ 0.2.1.
+    Counters,
+    /// `STAT <name>` per queue, as MemcacheQ 0.1.x (for Zend_Queue).
+    NamesOnly,
+}
+
+/// What serving takes from the command line; the rest of it is about the
+/// process (sockets, user, daemon) or the storage (`QueueStore::open`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// -c: connections served at once; one more is answered `SERVER_ERROR
+    /// too many open connections` and closed.
+    pub max_connections: usize,
+    /// -t: only reported by `stats` as `threads`, so monitoring of the
+    /// original keeps working (one reactor does the work; README, Design).
+    pub threads: u32,
+    /// -N: whether replies wait for the log flush.
+    pub durability: Durability,
+    /// -Z: the `stats queue` listing.
+    pub queue_stats: QueueStatsFormat,
+}
+
+impl From<&Config> for ServeOptions {
+    fn from(config: &Config) -> ServeOptions {
+        ServeOptions {
+            max_connections: config.max_connections,
+            threads: config.threads,
+            durability: if config.nosync {
+                Durability::NoSync
+            } else {
+                Durability::FlushBeforeReply
+            },
+            queue_stats: if config.names_only_stats {
+                QueueStatsFormat::NamesOnly
+            } else {
+                QueueStatsFormat::Counters
+            },
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    /// The original's defaults, as with no flags.
+    fn default() -> ServeOptions {
+        ServeOptions::from(&Config::default())
+    }
+}
 
 fn listen_address(config: &Config, port: u16) -> Result<SocketAddr, String> {
     let host = config.listen_addr.as_deref().unwrap_or("0.0.0.0");
@@ -46,11 +119,11 @@ fn seconds(n: u64) -> Option<Duration> {
 }
 
 /// The sockets of the command line: TCP (or a unix socket) and UDP.
-fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
+fn bind(config: &Config) -> Result<Listeners, String> {
     if let Some(path) = &config.socket_path {
         let listener = Listener::bind_unix(path, config.socket_mask)
             .map_err(|e| format!("failed to listen on unix socket {}: {e}", path.display()))?;
-        return Ok((listener, None));
+        return Ok(Listeners::new(listener, None));
     }
     let addr = listen_address(config, config.port)?;
     let tcp = Listener::bind_tcp(addr).map_err(|e| format!("failed to listen on {addr}: {e}"))?;
@@ -62,7 +135,7 @@ fn bind(config: &Config) -> Result<(Listener, Option<UdpSocket>), String> {
             UdpSocket::bind(addr).map_err(|e| format!("failed to listen on udp {addr}: {e}"))?;
         Some(socket)
     };
-    Ok((tcp, udp))
+    Ok(Listeners::new(tcp, udp))
 }
 
 /// Runs the server until a stop signal; `Err` carries the message to print.
@@ -77,7 +150,7 @@ pub fn run(config: Config) -> Result<(), String> {
     if config.max_core {
         os::raise_core_limit().map_err(|e| format!("failed to ensure corefile creation: {e}"))?;
     }
-    let (listener, udp) = bind(&config)?;
+    let listeners = bind(&config)?;
     let daemon = if config.daemonize {
         let ready = os::daemonize().map_err(|e| format!("failed to daemonize: {e}"))?;
         if !config.max_core {
@@ -102,7 +175,7 @@ pub fn run(config: Config) -> Result<(), String> {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("could not write pid file {}: {e}", path.display()))?;
     }
-    let served = serve(&config, daemon, listener, udp, home_lock);
+    let served = serve_home(&config, daemon, listeners, home_lock);
     if let Some(path) = pid_file {
         if let Err(e) = std::fs::remove_file(path) {
             log::warn!("could not remove pid file {}: {e}", path.display());
@@ -116,13 +189,13 @@ fn refusal(e: &HomeLockError) -> String {
     format!("{e}; not starting a second server on it")
 }
 
-/// Everything after the sockets: privileges, storage, chores, the reactor.
-/// `home_lock` is the home's lock if `run` could take it already.
-fn serve(
+/// Everything after the sockets: privileges, the home, storage and the
+/// chores; then serving until a stop signal; then the shutdown. `home_lock`
+/// is the home's lock if `run` could take it already.
+fn serve_home(
     config: &Config,
     daemon: Option<os::DaemonReady>,
-    listener: Listener,
-    udp: Option<UdpSocket>,
+    listeners: Listeners,
     home_lock: Option<HomeLock>,
 ) -> Result<(), String> {
     if os::is_root() {
@@ -149,7 +222,57 @@ fn serve(
             HomeLockError::Io { .. } => e.to_string(),
         })?,
     };
+    let store = open_store(config)?;
+    let reserved = storage::reserve_regions(&config.home)?;
+    log::info!("reserved {} MB for the region files", reserved >> 20);
+    let chores = start_chores(config, &store)?;
 
+    let signals = os::stop_signals().map_err(|e| format!("can't install signal handlers: {e}"))?;
+    let server = Server::new(listeners, store, &ServeOptions::from(config), signals)
+        .map_err(|e| format!("can't start the event loop: {e}"))?;
+    log::info!("serving, home {}", config.home.display());
+    if let Some(ready) = daemon {
+        ready
+            .serving(if config.verbosity > 0 {
+                os::StdStreams::Keep
+            } else {
+                os::StdStreams::ToDevNull
+            })
+            .map_err(|e| format!("failed to detach: {e}"))?;
+    }
+    let served = server.run();
+
+    // Shutdown: chores first, then the log is flushed (with -N the last
+    // commits may be in memory only; a checkpoint that fails on a full
+    // disk would leave them there), then a last checkpoint, then the
+    // handles close in order (queues, queue.list, the environment) as
+    // they drop; after that checkpoint they close without syncing each
+    // file again.
+    chores.stop();
+    let store = served.map_err(|e| format!("event loop failed: {e}"))?;
+    if fatal::reason().is_none() {
+        let env = store.env();
+        if let Err(e) = env.flush_log() {
+            log::error!("final log flush failed: {e}");
+        }
+        if let Err(e) = env.checkpoint_for_shutdown() {
+            log::error!("final checkpoint failed: {e}");
+        }
+    }
+    drop(store);
+    drop(home_lock);
+    if let Some(reason) = fatal::reason() {
+        return Err(format!(
+            "{reason}; exiting, recovery runs at the next start"
+        ));
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Opens (creating and recovering) the environment in the home and every
+/// queue it holds, as the command line says.
+fn open_store(config: &Config) -> Result<QueueStore, String> {
     let format = QueueFormat {
         record_len: config.record_len,
         page_size: config.page_size,
@@ -163,70 +286,81 @@ fn serve(
         nosync: config.nosync,
         auto_remove_logs: config.auto_remove_logs,
     };
-    let store = QueueStore::open(&config.home, &env_config, format, names).map_err(|e| {
+    QueueStore::open(&config.home, &env_config, format, names).map_err(|e| {
         format!(
             "can't open the Berkeley DB environment in {}: {e}",
             config.home.display()
         )
-    })?;
-    let reserved = storage::reserve_regions(&config.home)?;
-    log::info!("reserved {} MB for the region files", reserved >> 20);
-    let space = DiskSpace::new(&config.home, store.env());
-    let chores = Chores::start(
-        store.env(),
-        ChoreSchedule {
-            checkpoint: seconds(config.checkpoint_secs),
-            trickle: seconds(config.trickle_secs),
-            trickle_percent: config.trickle_percent,
-            deadlock_detect: (config.deadlock_ms > 0)
-                .then(|| Duration::from_millis(config.deadlock_ms)),
-        },
-    )
-    .map_err(|e| format!("can't start the background chores: {e}"))?;
+    })
+}
 
-    let signals = os::stop_signals().map_err(|e| format!("can't install signal handlers: {e}"))?;
-    let reactor = Reactor::new(
-        listener,
-        udp,
-        mio::net::UnixStream::from_std(signals),
-        Parser::new(names, config.record_len),
-        Executor::new(store, config.names_only_stats, !config.nosync, space),
-        Stats::new(config.threads),
-        config,
-    )
-    .map_err(|e| format!("can't start the event loop: {e}"))?;
-    log::info!("serving, home {}", config.home.display());
-    if let Some(ready) = daemon {
-        ready
-            .serving(config.verbosity > 0)
-            .map_err(|e| format!("failed to detach: {e}"))?;
-    }
-    let served = reactor.run();
+/// Starts the checkpoint, trickle and deadlock-detection threads (-C, -T,
+/// -e, -D).
+fn start_chores(config: &Config, store: &QueueStore) -> Result<Chores, String> {
+    let schedule = ChoreSchedule {
+        checkpoint: seconds(config.checkpoint_secs),
+        trickle: seconds(config.trickle_secs),
+        trickle_percent: config.trickle_percent,
+        deadlock_detect: (config.deadlock_ms > 0)
+            .then(|| Duration::from_millis(config.deadlock_ms)),
+    };
+    Chores::start(store.env(), schedule)
+        .map_err(|e| format!("can't start the background chores: {e}"))
+}
 
-    // Shutdown: chores first, then the log is flushed (with -N the last
-    // commits may be in memory only; a checkpoint that fails on a full
-    // disk would leave them there), then a last checkpoint, then the
-    // handles close in order (queues, queue.list, the environment) as
-    // they drop; after that checkpoint they close without syncing each
-    // file again.
-    chores.stop();
-    let executor = served.map_err(|e| format!("event loop failed: {e}"))?;
-    if fatal::reason().is_none() {
-        let env = executor.store().env();
-        if let Err(e) = env.flush_log() {
-            log::error!("final log flush failed: {e}");
-        }
-        if let Err(e) = env.checkpoint_for_shutdown() {
-            log::error!("final checkpoint failed: {e}");
-        }
+/// Serves the clients of `listeners` with the queues of `store` until
+/// `stop` turns readable (a byte arrives on it, or its other end is
+/// closed), then finishes the turn in progress, sends every reply it owes,
+/// and gives the store back.
+///
+/// This is serving alone, as a test can run it in-process on port 0: the
+/// process's set-up (privileges, daemon, pid file, the home's lock, signal
+/// handlers, region reservation) and its shutdown (the last log flush and
+/// checkpoint, on the store returned) are `run`'s. So are the Berkeley DB
+/// chores (checkpoint, memp_trickle, deadlock detection): they look after
+/// the environment for as long as it is open, whoever uses it, and must
+/// stop before the last checkpoint; serving does not need them to be
+/// correct (its one transaction at a time never deadlocks with itself).
+/// The log flusher does belong here, as replies wait for it; it is
+/// stopped before `serve` returns.
+///
+/// Berkeley DB asking for recovery stops serving through
+/// `os::request_stop`, a write to the process's signal pipe, which `run`
+/// passes as `stop`. Under another `stop`, serving goes on (every storage
+/// command failing) until its caller stops it.
+pub fn serve(
+    listeners: Listeners,
+    store: QueueStore,
+    options: &ServeOptions,
+    stop: UnixStream,
+) -> io::Result<QueueStore> {
+    Server::new(listeners, store, options, stop)?.run()
+}
+
+/// [`serve`] in two steps, for a caller with something to do once the
+/// event loop is set up and before it runs: a daemon tells its parent
+/// that it serves only then, so a failure to start is still reported.
+pub struct Server {
+    reactor: Reactor,
+}
+
+impl Server {
+    /// Registers the sockets and `stop`, and starts the log flusher.
+    pub fn new(
+        listeners: Listeners,
+        store: QueueStore,
+        options: &ServeOptions,
+        stop: UnixStream,
+    ) -> io::Result<Server> {
+        stop.set_nonblocking(true)?;
+        let executor = Executor::new(store, options.queue_stats, options.durability);
+        let stop = mio::net::UnixStream::from_std(stop);
+        let reactor = Reactor::new(listeners, stop, executor, options)?;
+        Ok(Server { reactor })
     }
-    drop(executor);
-    drop(home_lock);
-    if let Some(reason) = fatal::reason() {
-        return Err(format!(
-            "{reason}; exiting, recovery runs at the next start"
-        ));
+
+    /// Serves until `stop` turns readable; see [`serve`].
+    pub fn run(self) -> io::Result<QueueStore> {
+        self.reactor.run().map(Executor::into_store)
     }
-    log::info!("stopped");
-    Ok(())
 }

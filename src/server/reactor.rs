@@ -12,14 +12,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::connection::{Connection, ReadState};
 use super::executor::{self, Entry, Executor, Origin};
 use super::log_flusher::{LogFlusher, Settled};
-use super::socket::{Listener, Stream};
-use crate::config::Config;
+use super::socket::{Listener, Listeners, Stream};
+use super::ServeOptions;
 use crate::log_limit;
 use crate::protocol::{reply, udp, Command, Parser, Refusal, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
-const SIGNALS: Token = Token(usize::MAX - 2);
+const STOP: Token = Token(usize::MAX - 2);
 const FLUSHED: Token = Token(usize::MAX - 3);
 const UDP: Token = Token(usize::MAX - 4);
 
@@ -56,8 +56,9 @@ pub struct Reactor {
     udp: Option<UdpSocket>,
     /// Datagrams are read on the next turn.
     udp_ready: bool,
-    /// Receives a byte per stop signal.
-    signals: UnixStream,
+    /// Turns readable when serving must stop: the process's signal pipe
+    /// (a byte per stop signal), or whatever the caller of `serve` chose.
+    stop: UnixStream,
     /// Connection slots, indexed by token.
     conns: Vec<Option<Connection>>,
     /// Accepting stopped on an error such as EMFILE; retried on close.
@@ -88,25 +89,27 @@ pub struct Reactor {
 }
 
 impl Reactor {
+    /// A reactor serving `listeners` with `executor` until `stop` turns
+    /// readable.
     pub fn new(
-        listener: Listener,
-        udp: Option<UdpSocket>,
-        signals: UnixStream,
-        parser: Parser,
+        listeners: Listeners,
+        stop: UnixStream,
         executor: Executor,
-        stats: Stats,
-        config: &Config,
+        options: &ServeOptions,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), FLUSHED)?;
-        let env = executor.store().env().clone();
-        let flusher = Some(LogFlusher::start(env, waker, config.nosync)?);
+        let store = executor.store();
+        let env = store.env().clone();
+        let flusher = Some(LogFlusher::start(env, waker, options.durability)?);
+        let record_len = store.format().record_len;
+        let parser = Parser::new(store.name_rules(), record_len);
         let mut reactor = Reactor {
             poll,
-            listener,
-            udp,
+            listener: listeners.stream,
+            udp: listeners.udp,
             udp_ready: false,
-            signals,
+            stop,
             conns: Vec::new(),
             free: Vec::new(),
             next_conn_id: 0,
@@ -114,9 +117,9 @@ impl Reactor {
             ready: Vec::new(),
             parser,
             executor,
-            stats,
-            max_connections: config.max_connections,
-            read_limit: MAX_GET_LINE.max(MAX_LINE + config.record_len as usize) + 64 * 1024,
+            stats: Stats::new(options.threads),
+            max_connections: options.max_connections,
+            read_limit: MAX_GET_LINE.max(MAX_LINE + record_len as usize) + 64 * 1024,
             entries: Vec::new(),
             flusher,
             generation: 0,
@@ -124,14 +127,14 @@ impl Reactor {
         };
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
-        registry.register(&mut reactor.signals, SIGNALS, Interest::READABLE)?;
+        registry.register(&mut reactor.stop, STOP, Interest::READABLE)?;
         if let Some(udp) = &mut reactor.udp {
             registry.register(udp, UDP, Interest::READABLE)?;
         }
         Ok(reactor)
     }
 
-    /// Serves until a stop signal arrives; the turn in progress finishes.
+    /// Serves until `stop` turns readable; the turn in progress finishes.
     pub fn run(mut self) -> io::Result<Executor> {
         let mut events = Events::with_capacity(1024);
         let mut stopping = false;
@@ -146,7 +149,7 @@ impl Reactor {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    SIGNALS => stopping = true,
+                    STOP => stopping = true,
                     FLUSHED => self.release_durable(),
                     UDP => self.udp_ready = true,
                     Token(i) => {

@@ -1,4 +1,5 @@
-//! The kinds of sockets clients reach us on: TCP, or a unix socket (-s).
+//! The kinds of sockets clients reach us on: TCP, or a unix socket (-s),
+//! and UDP (-U).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use mio::event::Source;
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use crate::os;
@@ -17,6 +18,29 @@ use crate::os;
 /// it a burst of clients has connections dropped and retried a second or
 /// more later. The kernel caps it at net.core.somaxconn.
 pub const BACKLOG: i32 = 1024;
+
+/// Where clients reach the server.
+pub struct Listeners {
+    /// Connections: TCP, or a unix socket (-s).
+    pub(super) stream: Listener,
+    /// Datagrams (-U), if any.
+    pub(super) udp: Option<UdpSocket>,
+}
+
+impl Listeners {
+    pub(super) fn new(stream: Listener, udp: Option<UdpSocket>) -> Listeners {
+        Listeners { stream, udp }
+    }
+
+    /// TCP connections accepted on `listener`, bound and listening; no
+    /// UDP. Its backlog is raised to 1,024, as the server's own.
+    pub fn tcp(listener: std::net::TcpListener) -> io::Result<Listeners> {
+        listener.set_nonblocking(true)?;
+        os::set_listen_backlog(listener.as_raw_fd(), BACKLOG)?;
+        let listener = Listener::Tcp(TcpListener::from_std(listener));
+        Ok(Listeners::new(listener, None))
+    }
+}
 
 /// A listening socket.
 pub enum Listener {

@@ -2,11 +2,11 @@
 //! with their set and get counters.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
 use super::queue_list::{self, Counts};
-use crate::bdb::{Database, Env, EnvConfig, QueueFormat, Txn};
+use crate::bdb::{Database, Env, EnvConfig, IfMissing, QueueFormat, Txn};
 use crate::queue_name::NameRules;
 
 struct Queue {
@@ -20,6 +20,8 @@ struct Queue {
 
 /// Every queue of one environment. Owned by the reactor thread.
 pub struct QueueStore {
+    /// The environment's home, whose filesystem holds every queue.
+    home: PathBuf,
     env: Env,
     /// `queue.list`.
     list: Database,
@@ -45,6 +47,7 @@ impl QueueStore {
         let env = Env::open(home, env_config)?;
         let list = Database::open_btree(&env, queue_list::FILE_NAME.as_bytes())?;
         let mut store = QueueStore {
+            home: home.to_path_buf(),
             env,
             list,
             queues: BTreeMap::new(),
@@ -60,7 +63,7 @@ impl QueueStore {
                 );
                 continue;
             }
-            let db = Database::open_queue(&store.env, None, &name, format, true)?;
+            let db = Database::open_queue(&store.env, None, &name, format, IfMissing::Create)?;
             store.add_open(&name, db, counts)?;
         }
         log::info!(
@@ -73,6 +76,16 @@ impl QueueStore {
 
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// The directory the environment was opened in.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The format of queues created from now on (-B, -A, -E).
+    pub fn format(&self) -> QueueFormat {
+        self.format
     }
 
     /// The rules queue names follow under this store's format.
@@ -103,12 +116,13 @@ impl QueueStore {
     /// together or not at all.
     pub fn create(&mut self, name: &[u8]) -> Result<()> {
         let txn = self.env.begin()?;
-        let created = Database::open_queue(&self.env, Some(&txn), name, self.format, true)
-            .and_then(|db| {
-                self.list
-                    .put(&txn, &queue_list::key(name), &Counts::default().encode())?;
-                Ok(db)
-            });
+        let created =
+            Database::open_queue(&self.env, Some(&txn), name, self.format, IfMissing::Create)
+                .and_then(|db| {
+                    self.list
+                        .put(&txn, &queue_list::key(name), &Counts::default().encode())?;
+                    Ok(db)
+                });
         // The handle is closed (dropped) only after the transaction ends.
         let db = match created {
             Ok(db) => db,
@@ -149,7 +163,7 @@ impl QueueStore {
             txn.commit()
         });
         if let Err(e) = result {
-            let db = Database::open_queue(&self.env, None, name, self.format, false)?;
+            let db = Database::open_queue(&self.env, None, name, self.format, IfMissing::Fail)?;
             self.add_open(name, db, counts)?;
             return Err(e.into());
         }
