@@ -34,3 +34,5 @@ pub mod queue_name;
 pub mod server;
 pub mod stats;
 pub mod storage;
+#[cfg(test)]
+mod test_home;

@@ -1,22 +1,14 @@
 //! The safe layer against a real environment in a temporary home.
 
-use std::path::PathBuf;
-
 use super::*;
+use crate::test_home::TempHome;
 
-/// A fresh home under the system temp dir, removed on drop.
-struct Home(PathBuf);
+/// A fresh home, removed on drop.
+struct Home(TempHome);
 
 impl Home {
     fn new(tag: &str) -> Home {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("mcq-bdb-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Home(dir)
+        Home(TempHome::new(&format!("bdb-{tag}")))
     }
 
     fn open(&self) -> Env {
@@ -27,13 +19,7 @@ impl Home {
             nosync: true,
             auto_remove_logs: false,
         };
-        Env::open(&self.0, &config).unwrap()
-    }
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        Env::open(self.0.path(), &config).unwrap()
     }
 }
 

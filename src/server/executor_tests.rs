@@ -4,7 +4,7 @@
 //! nothing. (Kept beside `executor.rs` rather than in it, so that changes
 //! to how replies are written and these tests do not touch the same file.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use crate::protocol::Command;
 use crate::queue_name::NameRules;
 use crate::stats::Stats;
 use crate::storage::{queue_list, ChoreSchedule, Chores, Counts, QueueStore};
+use crate::test_home::TempHome;
 
 const FORMAT: QueueFormat = QueueFormat {
     record_len: 256,
@@ -27,30 +28,17 @@ const FORMAT: QueueFormat = QueueFormat {
 /// A record `item::decode` refuses: its data length is negative.
 const UNDECODABLE: [u8; 8] = [0xff; 8];
 
-/// A fresh home under the system temp dir, removed on drop.
-struct Home(PathBuf);
+/// A fresh home, removed on drop.
+struct Home(TempHome);
 
 impl Home {
     fn new(tag: &str) -> Home {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("mcq-executor-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Home(dir)
+        Home(TempHome::new(&format!("executor-{tag}")))
     }
 
     /// Opens (creating and recovering) the store in this home.
     fn open(&self) -> QueueStore {
-        open_store(&self.0)
-    }
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        open_store(self.0.path())
     }
 }
 
