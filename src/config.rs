@@ -58,6 +58,12 @@ pub struct Config {
     pub auto_remove_logs: bool,
     /// Serve the names-only `stats queue` listing of MemcacheQ 0.1.x (-Z).
     pub names_only_stats: bool,
+    /// Seconds an open message (`get <q>/open`) stays leased before it is
+    /// given back (--lease-timeout); 0 is never.
+    pub lease_timeout_secs: u64,
+    /// Times a message may be handed out by `/open` without being closed
+    /// before it moves to `<q>.dead` (--max-deliveries); 0 is unlimited.
+    pub max_deliveries: u32,
 }
 
 impl Default for Config {
@@ -89,6 +95,8 @@ impl Default for Config {
             nosync: false,
             auto_remove_logs: false,
             names_only_stats: false,
+            lease_timeout_secs: 0,
+            max_deliveries: 0,
         }
     }
 }
@@ -145,6 +153,8 @@ fn options() -> getopts::Options {
         o.optflag(flag, "", "");
     }
     o.optflagmulti("v", "", "");
+    o.optopt("", "lease-timeout", "", "SECS");
+    o.optopt("", "max-deliveries", "", "NUM");
     o
 }
 
@@ -280,6 +290,12 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
     c.nosync = m.opt_present("N");
     c.auto_remove_logs = m.opt_present("R");
     c.names_only_stats = m.opt_present("Z");
+    if let Some(v) = ranged("lease-timeout", 1 << 32)? {
+        c.lease_timeout_secs = v;
+    }
+    if let Some(v) = ranged("max-deliveries", u32::MAX as u64)? {
+        c.max_deliveries = v as u32;
+    }
     Ok(Invocation::Serve(Box::new(c)))
 }
 
@@ -311,6 +327,15 @@ mod tests {
     }
 
     #[test]
+    fn reliable_read_options_are_long_options() {
+        let a = args("--lease-timeout 30 --max-deliveries 5 -p 1");
+        let Invocation::Serve(c) = parse(&a).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.lease_timeout_secs, c.max_deliveries, c.port), (30, 5, 1));
+    }
+
+    #[test]
     fn vv_counts_twice_and_bad_values_are_refused() {
         let Invocation::Serve(c) = parse(&args("-vv")).unwrap() else {
             panic!()
@@ -322,6 +347,7 @@ mod tests {
         assert!(parse(&args("-B 4068")).is_err());
         assert!(parse(&args("-B 4067")).is_ok());
         assert!(parse(&args("-A 8192 -B 4096")).is_ok());
+        assert!(parse(&args("--max-deliveries x")).is_err());
         assert!(parse(&args("-x"))
             .unwrap_err()
             .0

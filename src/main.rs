@@ -34,6 +34,10 @@ const HELP: &str = "memcacheq (Rust) 0.2.1 compatible
 -N            enable DB_TXN_NOSYNC to gain big performance improved, default is off
 -R            automatically remove log files that are no longer needed, default is off
 -Z            list queue names only in 'stats queue', as MemcacheQ 0.1.x (for Zend_Queue)
+--lease-timeout <secs>   give back a message opened by 'get <q>/open' and not
+              closed within <secs> seconds, default 0 (never)
+--max-deliveries <num>   move a message opened <num> times and never closed
+              to the queue '<q>.dead', default 0 (unlimited)
 ";
 
 const LICENSE: &str = "memcacheq (Rust): a MemcacheQ 0.2.1 compatible message queue.

@@ -5,7 +5,7 @@
 //! The original used the raw name as a file name, so `../x` escaped the home
 //! and `queue.list` or `__db.001` collided with the environment's own files.
 
-use crate::storage::queue_list;
+use crate::storage::{deliveries, queue_list};
 
 /// Longest key the memcache protocol allows.
 pub const MAX_KEY_LEN: usize = 250;
@@ -84,6 +84,7 @@ fn is_reserved(name: &[u8]) -> bool {
         && name.starts_with(b"log.")
         && name[4..].iter().all(u8::is_ascii_digit);
     name == queue_list::FILE_NAME.as_bytes()
+        || name == deliveries::FILE_NAME.as_bytes()
         || name == b"DB_CONFIG"
         || name.starts_with(b"__db")
         || log_file
@@ -100,6 +101,7 @@ mod tests {
             &b"../x"[..],
             b"a/b",
             b"queue.list",
+            b"queue.deliveries",
             b"__db.001",
             b"__dbq.jobs.0",
             b"log.0000000001",

@@ -1,6 +1,7 @@
 //! The general counters reported by `stats`, in the original's order.
 
 use crate::protocol::Reply;
+use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The version clients see in `version` and `stats`.
@@ -31,6 +32,9 @@ pub struct Stats {
     pub bytes_written: u64,
     /// -t, reported as `threads`.
     threads: u32,
+    /// Requests waiting with `/t=`, by queue (for `dump_stats`, and so the
+    /// executor knows which queues someone waits on).
+    pub waiters: HashMap<Vec<u8>, usize>,
 }
 
 impl Stats {
@@ -47,7 +51,13 @@ impl Stats {
             bytes_read: 0,
             bytes_written: 0,
             threads,
+            waiters: HashMap::new(),
         }
+    }
+
+    /// When the server started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// `stats reset`: zero the traffic counters (connections stay counted).

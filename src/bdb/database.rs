@@ -278,6 +278,76 @@ impl Database {
         }
     }
 
+    /// Reads into `buf` the oldest record of a queue whose record number
+    /// `skip` does not refuse, leaving it in place; returns its record
+    /// number, `None` when there is none. The records looked at stay read
+    /// locked until `txn` ends.
+    pub fn first_record_where(
+        &self,
+        txn: &Txn<'_>,
+        buf: &mut [u8],
+        mut skip: impl FnMut(u32) -> bool,
+    ) -> Result<Option<u32>> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: an open handle and live transaction; cursor writes a new
+        // cursor handle, closed below before returning.
+        check(unsafe {
+            method!(
+                self.as_ptr(),
+                cursor,
+                txn.as_ptr_in(self.env()),
+                &mut raw,
+                0
+            )
+        })?;
+        let cursor = non_null(raw)?;
+        let mut flag = sys::DB_FIRST;
+        let found = loop {
+            let mut recno: u32 = 0;
+            let mut key = output(bytes_of_mut(&mut recno));
+            let mut data = output(buf);
+            // SAFETY: a live cursor; the DBTs point at memory that outlives
+            // the call, and Berkeley DB writes at most `ulen` bytes.
+            let rc = unsafe { method!(cursor.as_ptr(), get, &mut key, &mut data, flag) };
+            flag = sys::DB_NEXT;
+            match check(rc) {
+                Ok(()) if skip(recno) => {}
+                Ok(()) => break Ok(Some(recno)),
+                Err(Error::NotFound) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
+        // SAFETY: the live cursor, closed exactly once.
+        let closed = check(unsafe { method!(cursor.as_ptr(), close) });
+        let found = found?;
+        closed?;
+        Ok(found)
+    }
+
+    /// Deletes record `recno` of a queue; `Ok(false)` when it was not there.
+    pub fn delete_record(&self, txn: &Txn<'_>, recno: u32) -> Result<bool> {
+        match self.delete(txn, &recno.to_ne_bytes()) {
+            Err(Error::KeyEmpty) => Ok(false),
+            other => other,
+        }
+    }
+
+    /// Deletes every record; returns how many there were.
+    pub fn truncate(&self, txn: &Txn<'_>) -> Result<u32> {
+        let mut count: u32 = 0;
+        // SAFETY: an open handle, no cursor open on it, a live transaction.
+        check(unsafe {
+            method!(
+                self.as_ptr(),
+                truncate,
+                txn.as_ptr_in(self.env()),
+                &mut count,
+                0
+            )
+        })?;
+        Ok(count)
+    }
+
     /// Stores `data` under `key`, replacing any previous value.
     pub fn put(&self, txn: &Txn<'_>, key: &[u8], data: &[u8]) -> Result<()> {
         let (mut k, mut d) = (input(key), input(data));

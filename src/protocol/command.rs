@@ -1,3 +1,4 @@
+use super::key::GetKey;
 use super::reply::{self, Reply};
 
 /// One parsed request, ready to execute.
@@ -6,9 +7,9 @@ pub enum Command {
     /// `set`: append `record` (already in the on-disk layout) to `queue`.
     Set { queue: Vec<u8>, record: Vec<u8> },
     /// `get` (or `gets`, with `cas`): take the oldest message off each
-    /// named queue, in order.
+    /// named queue, in order, or do what the key's options say.
     Get {
-        queues: Vec<Vec<u8>>,
+        keys: Vec<GetKey>,
         /// `gets`: each `VALUE` line also carries the message's record
         /// number as its cas unique.
         cas: bool,
@@ -29,6 +30,10 @@ pub enum Command {
     Checkpoint,
     /// `db_archive`: remove log files no longer needed.
     Archive,
+    /// `dump_stats`: Kestrel's per-queue report.
+    DumpStats,
+    /// `flush <q>`: drop every message of a queue, keep the queue.
+    Flush { queue: Vec<u8> },
     /// `quit`: close the connection without a reply.
     Quit,
     /// A request answered without running anything.
@@ -66,8 +71,8 @@ impl std::fmt::Display for Command {
             Command::Set { queue, record } => {
                 write!(f, "set {} ({} byte record)", name(queue), record.len())
             }
-            Command::Get { queues, cas } => {
-                let names: Vec<String> = queues.iter().map(|q| name(q)).collect();
+            Command::Get { keys, cas } => {
+                let names: Vec<String> = keys.iter().map(|k| name(&k.key)).collect();
                 let verb = if *cas { "gets" } else { "get" };
                 write!(f, "{verb} {}", names.join(" "))
             }

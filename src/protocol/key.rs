@@ -140,10 +140,22 @@ mod tests {
 
     #[test]
     fn conflicts_and_unknown_options_are_refused() {
-        for bad in [&b"q/peek/open"[..], b"q/close/peek", b"q/abort/open", b"q/abort/close"] {
+        for bad in [
+            &b"q/peek/open"[..],
+            b"q/close/peek",
+            b"q/abort/open",
+            b"q/abort/close",
+        ] {
             assert_eq!(GetKey::parse(bad), Err(KeyError::Conflict));
         }
-        for bad in [&b"q/opne"[..], b"q/t=", b"q/t=5s", b"q/t=-1", b"q/", b"q/t=99999999999"] {
+        for bad in [
+            &b"q/opne"[..],
+            b"q/t=",
+            b"q/t=5s",
+            b"q/t=-1",
+            b"q/",
+            b"q/t=99999999999",
+        ] {
             assert_eq!(GetKey::parse(bad), Err(KeyError::BadOption));
         }
     }

@@ -3,11 +3,13 @@
 //! `reply` encodes every answer.
 
 mod command;
+mod key;
 mod numbers;
 mod parse;
 pub mod reply;
 pub mod udp;
 
 pub use command::{Command, Refusal};
+pub use key::{GetKey, ReadOptions};
 pub use parse::{Frame, Parser, MAX_GET_LINE, MAX_LINE};
 pub use reply::Reply;

@@ -1,10 +1,11 @@
 //! Turns the bytes a client sent into commands, one frame at a time.
 
 use super::command::{Command, Refusal};
+use super::key::{GetKey, KeyError};
 use super::numbers;
 use super::reply::{self, Reply};
 use crate::item;
-use crate::queue_name::NameRules;
+use crate::queue_name::{NameRules, MAX_KEY_LEN};
 
 /// Longest command line other than `get` and `gets` (docs/PROTOCOL.md,
 /// "Lines and tokens").
@@ -150,6 +151,13 @@ impl Parser {
             (b"quit", 0) => Command::Quit,
             (b"db_checkpoint", 0) => Command::Checkpoint,
             (b"db_archive", 0) => Command::Archive,
+            (b"dump_stats", 0) => Command::DumpStats,
+            (b"flush", 1) => match self.valid_key(args[0]) {
+                true => Command::Flush {
+                    queue: args[0].to_vec(),
+                },
+                false => refused(reply::BAD_FORMAT),
+            },
             _ => refused(Reply::Error),
         };
         Some(Frame::new(command, consumed))
@@ -165,13 +173,24 @@ impl Parser {
     /// Every key is checked before anything runs, so a bad key late in the
     /// line cannot leave earlier messages consumed and unanswered.
     fn get(&self, keys: &[&[u8]], cas: bool) -> Command {
-        if !keys.iter().all(|k| self.valid_key(k)) {
+        let mut parsed = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let key = match GetKey::parse(key) {
+                Ok(key) => key,
+                Err(KeyError::Conflict) => return refused(reply::CONFLICTING_OPTIONS),
+                Err(KeyError::BadOption) => return refused(reply::BAD_FORMAT),
+            };
+            if !self.valid_key(key.queue()) || key.key.len() > MAX_KEY_LEN {
+                return refused(reply::BAD_FORMAT);
+            }
+            parsed.push(key);
+        }
+        // A wait holds the connection for one queue; several keys would
+        // each need their own.
+        if parsed.len() > 1 && parsed.iter().any(|k| k.options.wait.is_some()) {
             return refused(reply::BAD_FORMAT);
         }
-        Command::Get {
-            queues: keys.iter().map(|k| k.to_vec()).collect(),
-            cas,
-        }
+        Command::Get { keys: parsed, cas }
     }
 
     fn delete(&self, key: &[u8]) -> Command {
@@ -335,7 +354,7 @@ mod tests {
         assert_eq!(
             f.command,
             Command::Get {
-                queues: vec![b"q".to_vec(), b"noreply".to_vec()],
+                keys: vec![GetKey::plain(b"q"), GetKey::plain(b"noreply")],
                 cas: false
             }
         );
@@ -346,7 +365,7 @@ mod tests {
         assert_eq!(
             one(b"gets a b\r\n").command,
             Command::Get {
-                queues: vec![b"a".to_vec(), b"b".to_vec()],
+                keys: vec![GetKey::plain(b"a"), GetKey::plain(b"b")],
                 cas: true
             }
         );
@@ -377,7 +396,7 @@ mod tests {
         assert_eq!(
             f.command,
             Command::Get {
-                queues: vec![b"q\t".to_vec()],
+                keys: vec![GetKey::plain(b"q\t")],
                 cas: false
             }
         );

@@ -30,12 +30,39 @@ pub enum Reply<'a> {
         name: &'a [u8],
         counts: Option<(i64, i64)>,
     },
-    /// A message: `VALUE <name> <flags> <bytes>[ <cas>]`, then its data.
+    /// A message: `VALUE <key> <flags> <bytes>[ <cas>]`, then its data.
     Value {
         message: &'a Message<'a>,
+        /// The key as the client sent it, options included; `None` echoes
+        /// the name stored in the record, as the original does.
+        key: Option<&'a [u8]>,
         /// The cas unique `gets` adds.
         cas: Option<u64>,
     },
+    /// One queue's block of `dump_stats`.
+    QueueDump(&'a QueueDump<'a>),
+}
+
+/// What `dump_stats` reports of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDump<'a> {
+    pub name: &'a [u8],
+    /// Messages waiting, not open.
+    pub items: u64,
+    /// Bytes those messages occupy in their records.
+    pub bytes: u64,
+    /// Messages ever stored (the set count).
+    pub total_items: u64,
+    /// Open messages.
+    pub open: u64,
+    /// Requests waiting with `/t=`.
+    pub waiters: u64,
+    /// Milliseconds since the oldest waiting message was stored.
+    pub age_ms: u64,
+    /// Messages handed out again since the server started.
+    pub redelivered: u64,
+    /// Messages moved to `<q>.dead` since the server started.
+    pub dead_lettered: u64,
 }
 
 pub const BAD_FORMAT: Reply = Reply::ClientError("bad command line format");
@@ -49,6 +76,8 @@ pub const TOO_MANY_CONNECTIONS: Reply = Reply::ServerError("too many open connec
 pub const STORAGE_FAILED: Reply = Reply::ServerError("storage failure");
 pub const NO_SPACE: Reply = Reply::ServerError("out of disk space");
 pub const MULTI_PACKET: Reply = Reply::ServerError("multi-packet request not supported");
+pub const CONFLICTING_OPTIONS: Reply = Reply::ClientError("conflicting options");
+pub const CLOSE_FIRST: Reply = Reply::ClientError("close current item first");
 
 impl Reply<'_> {
     /// Appends the reply's bytes to `out`.
@@ -73,7 +102,8 @@ impl Reply<'_> {
                 let counts = counts.as_deref().unwrap_or_default();
                 return line(out, &[b"STAT ", name, counts.as_bytes()]);
             }
-            Reply::Value { message, cas } => return value(out, message, cas),
+            Reply::Value { message, key, cas } => return value(out, message, key, cas),
+            Reply::QueueDump(dump) => return queue_dump(out, dump),
         };
         line(out, &[word]);
     }
@@ -95,7 +125,7 @@ fn line(out: &mut Vec<u8>, parts: &[&[u8]]) {
 }
 
 /// A `VALUE` block, with the flags and length exactly as stored.
-fn value(out: &mut Vec<u8>, message: &Message<'_>, cas: Option<u64>) {
+fn value(out: &mut Vec<u8>, message: &Message<'_>, key: Option<&[u8]>, cas: Option<u64>) {
     let flags_and_len = message
         .suffix
         .strip_suffix(b"\r\n")
@@ -105,12 +135,33 @@ fn value(out: &mut Vec<u8>, message: &Message<'_>, cas: Option<u64>) {
         out,
         &[
             b"VALUE ",
-            message.name,
+            key.unwrap_or(message.name),
             flags_and_len,
             cas.as_deref().unwrap_or_default().as_bytes(),
         ],
     );
     out.extend_from_slice(message.data_crlf);
+}
+
+/// A queue's `dump_stats` block, in Kestrel's layout.
+fn queue_dump(out: &mut Vec<u8>, d: &QueueDump<'_>) {
+    line(out, &[b"queue '", d.name, b"' {"]);
+    for (name, value) in [
+        ("items", d.items),
+        ("bytes", d.bytes),
+        ("total_items", d.total_items),
+        ("open_transactions", d.open),
+        ("waiters", d.waiters),
+        ("age", d.age_ms),
+        ("redelivered", d.redelivered),
+        ("dead_lettered", d.dead_lettered),
+    ] {
+        line(
+            out,
+            &[b"  ", name.as_bytes(), b"=", value.to_string().as_bytes()],
+        );
+    }
+    line(out, &[b"}"]);
 }
 
 #[cfg(test)]
@@ -128,6 +179,26 @@ mod tests {
         assert_eq!(NO_SPACE.to_vec(), b"SERVER_ERROR out of disk space\r\n");
         assert_eq!(Reply::Version("0.2.1").to_vec(), b"VERSION 0.2.1\r\n");
         assert_eq!(Reply::Stat("pid", "7").to_vec(), b"STAT pid 7\r\n");
+    }
+
+    #[test]
+    fn queue_dump_blocks() {
+        let dump = QueueDump {
+            name: b"jobs",
+            items: 2,
+            bytes: 2048,
+            total_items: 5,
+            open: 1,
+            waiters: 0,
+            age_ms: 12,
+            redelivered: 3,
+            dead_lettered: 0,
+        };
+        let want = "queue 'jobs' {\r\n  items=2\r\n  bytes=2048\r\n  total_items=5\r\n  open_transactions=1\r\n  waiters=0\r\n  age=12\r\n  redelivered=3\r\n  dead_lettered=0\r\n}\r\n";
+        assert_eq!(
+            String::from_utf8(Reply::QueueDump(&dump).to_vec()).unwrap(),
+            want
+        );
     }
 
     #[test]
@@ -151,13 +222,21 @@ mod tests {
         let message = item::decode(&record).unwrap();
         let plain = Reply::Value {
             message: &message,
+            key: None,
             cas: None,
         };
         assert_eq!(plain.to_vec(), b"VALUE jobs 7 3\r\nabc\r\n");
         let with_cas = Reply::Value {
             message: &message,
+            key: None,
             cas: Some(42),
         };
         assert_eq!(with_cas.to_vec(), b"VALUE jobs 7 3 42\r\nabc\r\n");
+        let echoed = Reply::Value {
+            message: &message,
+            key: Some(b"jobs/t=5/open"),
+            cas: None,
+        };
+        assert_eq!(echoed.to_vec(), b"VALUE jobs/t=5/open 7 3\r\nabc\r\n");
     }
 }

@@ -50,6 +50,11 @@ pub struct Connection {
     /// Taking commands stopped because the replies owed to the client
     /// reached its limit; resume once they drain below it.
     pub throttled: bool,
+    /// A `get <q>/t=<ms>` of this connection is not answered yet: its later
+    /// commands wait behind it.
+    pub awaiting: bool,
+    /// That request waits for a message: its queue and arrival number.
+    pub parked: Option<(Vec<u8>, u64)>,
     /// Whether the poller is asked for writability.
     pub wants_writable: bool,
     /// Whether the connection is already in the reactor's ready list.
@@ -72,6 +77,8 @@ impl Connection {
             in_flight: 0,
             reserved: 0,
             throttled: false,
+            awaiting: false,
+            parked: None,
             wants_writable: false,
             queued: false,
         }

@@ -4,15 +4,19 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use super::{Durability, QueueStatsFormat};
 use crate::bdb::{self, Txn};
 use crate::fatal;
-use crate::item;
 use crate::log_limit;
 use crate::protocol::{reply, Command, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
 use crate::stats::{Stats, VERSION};
+
+use super::ReadSettings;
+
+mod reads;
 use crate::storage::{self, Counts, DiskSpace, QueueStore};
 
 /// How often a transaction chosen as a deadlock victim is retried.
@@ -30,6 +34,8 @@ const VALUE_LINE_OVERHEAD: usize = 300;
 /// Reply bytes of one `stats queue` line: `STAT`, the longest name, two
 /// counters and line end.
 const QUEUE_STATS_LINE: usize = 300;
+/// Reply bytes of one queue's `dump_stats` block.
+const QUEUE_DUMP: usize = 600;
 /// Reply bytes of `stats`.
 const STATS_REPLY: usize = 1024;
 /// Reply bytes of any other single-line reply.
@@ -58,6 +64,20 @@ pub struct Entry {
     pub reserved: usize,
     /// The reply bytes, sent once the turn has committed.
     pub reply: Vec<u8>,
+    /// A `get <q>/t=<ms>` that found nothing to hand out: no reply yet,
+    /// it waits in the reactor and runs again when a message comes.
+    pub waiting: bool,
+    /// Set by the reactor once the request has waited.
+    pub parked: Option<Parked>,
+}
+
+/// A waiting request's place among the waiters of its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parked {
+    /// Arrival order.
+    pub seq: u64,
+    /// When it is answered `END` if no message came.
+    pub deadline: Instant,
 }
 
 /// Changes a transaction makes visible only once it commits.
@@ -72,6 +92,8 @@ struct Pending {
     get_hits: u64,
     set_cmds: u64,
     set_hits: u64,
+    /// Reliable reads of this attempt (`reads.rs`).
+    reads: reads::PendingReads,
 }
 
 impl Pending {
@@ -91,6 +113,9 @@ enum Stop {
     Retry,
     /// Entry `index` failed on its own: run again without it.
     Failed(usize, storage::Error),
+    /// Entry `index` is refused with a reply and must change nothing:
+    /// run again without it.
+    Refused(usize, Reply<'static>),
     /// The transaction itself failed: nothing of it is acknowledged.
     Txn(storage::Error),
 }
@@ -107,6 +132,8 @@ pub struct Executor {
     deferred_flush: bool,
     /// Refuses sets while the disk is (nearly) full.
     space: DiskSpace,
+    /// Open messages and what reliable reads remember (`reads.rs`).
+    reads: reads::Reads,
 }
 
 impl Executor {
@@ -124,7 +151,15 @@ impl Executor {
             names_only_stats: queue_stats == QueueStatsFormat::NamesOnly,
             deferred_flush: durability == Durability::FlushBeforeReply,
             space,
+            reads: reads::Reads::default(),
         }
+    }
+
+    /// Serves reliable reads with these settings (--lease-timeout,
+    /// --max-deliveries).
+    pub fn with_reads(mut self, settings: ReadSettings) -> Executor {
+        self.reads.settings = settings;
+        self
     }
 
     pub fn store(&self) -> &QueueStore {
@@ -141,10 +176,11 @@ impl Executor {
     /// replies outgrow its share of memory.
     pub fn reply_bound(&self, command: &Command) -> usize {
         match command {
-            Command::Get { queues, .. } => {
-                queues.len() * (self.store.max_record_len() + VALUE_LINE_OVERHEAD) + LINE_REPLY
+            Command::Get { keys, .. } => {
+                keys.len() * (self.store.max_record_len() + VALUE_LINE_OVERHEAD) + LINE_REPLY
             }
             Command::StatsQueue => self.store.queue_count() * QUEUE_STATS_LINE + LINE_REPLY,
+            Command::DumpStats => self.store.queue_count() * QUEUE_DUMP + LINE_REPLY,
             Command::Stats => STATS_REPLY,
             _ => LINE_REPLY,
         }
@@ -190,20 +226,22 @@ impl Executor {
     /// stay queued), so nothing is lost: the reply is the values taken and
     /// `END`, as for queues that were empty.
     fn run_large_get(&mut self, entry: &mut Entry, stats: &mut Stats) {
-        let Command::Get { queues, cas } = &entry.command else {
+        let Command::Get { keys, cas } = &entry.command else {
             return;
         };
         entry.reply.clear();
-        for (i, slice) in queues.chunks(RECORDS_PER_TRANSACTION).enumerate() {
+        for (i, slice) in keys.chunks(RECORDS_PER_TRANSACTION).enumerate() {
             let mut part = [Entry {
                 origin: entry.origin,
                 command: Command::Get {
-                    queues: slice.to_vec(),
+                    keys: slice.to_vec(),
                     cas: *cas,
                 },
                 noreply: false,
                 reserved: 0,
                 reply: Vec::new(),
+                waiting: false,
+                parked: None,
             }];
             self.run_transaction(&mut part, stats);
             let Some(values) = part[0].reply.strip_suffix(b"END\r\n") else {
@@ -235,6 +273,7 @@ impl Executor {
             };
             for e in entries.iter_mut() {
                 e.reply.clear();
+                e.waiting = false;
             }
             match self.try_transaction(entries, &failed, &mut pending) {
                 Ok(()) => {
@@ -246,6 +285,7 @@ impl Executor {
                     log_limit::error!("deadlock", "giving up after {retries} deadlock retries");
                     return fail_all(entries, stats, None);
                 }
+                Err(Stop::Refused(i, refusal)) => failed[i] = Some(refusal),
                 Err(Stop::Failed(i, e)) if !affects_everything(e) => {
                     log_limit::error!(
                         "command",
@@ -275,6 +315,7 @@ impl Executor {
     /// such names (written by the original) are still served. No queue is
     /// created on a full disk.
     fn create_missing_queues(&mut self, entries: &[Entry], failed: &mut [Option<Reply<'static>>]) {
+        self.prepare_reads(entries);
         let mut space = None;
         for (i, e) in entries.iter().enumerate() {
             let Command::Set { queue, .. } = &e.command else {
@@ -338,14 +379,24 @@ impl Executor {
                         None => self.set(&txn, queue, record, &mut e.reply, pending),
                     }
                 }
-                Command::Get { queues, cas } => {
-                    pending.get_cmds += queues.len() as u64;
+                Command::Get { keys, cas } => {
+                    pending.get_cmds += keys.len() as u64;
                     match failed[i] {
                         Some(refusal) => {
                             refusal.encode(&mut e.reply);
                             Ok(())
                         }
-                        None => self.get(&txn, queues, *cas, &mut e.reply, pending),
+                        None => match self.get(&txn, e.origin, keys, *cas, &mut e.reply, pending) {
+                            Ok(reads::Got::Answered) => Ok(()),
+                            Ok(reads::Got::Waiting) => {
+                                e.waiting = true;
+                                Ok(())
+                            }
+                            Ok(reads::Got::Refused(refusal)) => {
+                                return Err(Stop::Refused(i, refusal))
+                            }
+                            Err(err) => Err(err),
+                        },
                     }
                 }
                 other => {
@@ -394,7 +445,8 @@ impl Executor {
             return Ok(());
         }
         pending.space -= cost;
-        if self.store.append(txn, queue, record)? {
+        if let Some(recno) = self.store.append(txn, queue, record)? {
+            pending.reads.stored(queue, recno);
             pending.stored_bytes += record_len as u64;
             pending.set_hits += 1;
             pending.count(queue).set += 1;
@@ -405,41 +457,18 @@ impl Executor {
         Ok(())
     }
 
-    /// `get`, or `gets` with `cas`: the record number is the cas unique.
-    fn get(
-        &mut self,
-        txn: &Txn<'_>,
-        queues: &[Vec<u8>],
-        cas: bool,
-        out: &mut Vec<u8>,
-        pending: &mut Pending,
-    ) -> storage::Result<()> {
-        for queue in queues {
-            let Some(recno) = self.store.consume(txn, queue, &mut self.record)? else {
-                continue;
-            };
-            // An undecodable record fails the command, and the abort puts
-            // the message back: a server error never takes a message.
-            let message = item::decode(&self.record).ok_or(storage::Error::CorruptRecord)?;
-            let cas = cas.then_some(u64::from(recno));
-            Reply::Value {
-                message: &message,
-                cas,
-            }
-            .encode(out);
-            pending.get_hits += 1;
-            pending.count(queue).get += 1;
-        }
-        Reply::End.encode(out);
-        Ok(())
-    }
-
     /// Makes a committed transaction's counters visible.
     fn apply(&mut self, pending: Pending, stats: &mut Stats) {
         self.space.charge(pending.stored_bytes);
+        for (queue, delta) in &pending.counts {
+            if delta.set > 0 && stats.waiters.contains_key(queue) {
+                self.reads.wake(queue, delta.set as usize);
+            }
+        }
         for (queue, delta) in pending.counts {
             self.store.add_counts(&queue, delta);
         }
+        self.apply_reads(pending.reads, stats);
         stats.get_cmds += pending.get_cmds;
         stats.get_hits += pending.get_hits;
         stats.set_cmds += pending.set_cmds;
@@ -465,6 +494,8 @@ impl Executor {
                 stats.reset();
                 Reply::Reset.encode(out);
             }
+            Command::DumpStats => self.dump_stats(out, stats),
+            Command::Flush { queue } => self.flush(queue, out),
             Command::Checkpoint => ok_or_error(self.store.env().checkpoint(), out),
             Command::Archive => ok_or_error(self.store.env().remove_unneeded_logs(), out),
             other => fixed_reply(other, out),
@@ -483,7 +514,7 @@ impl Executor {
 /// Records a command stores or takes, each holding a lock to the commit.
 fn records_touched(command: &Command) -> usize {
     match command {
-        Command::Get { queues, .. } => queues.len(),
+        Command::Get { keys, .. } => keys.len(),
         _ => 1,
     }
 }
@@ -498,6 +529,8 @@ fn in_transaction(command: &Command) -> bool {
             | Command::StatsReset
             | Command::Checkpoint
             | Command::Archive
+            | Command::DumpStats
+            | Command::Flush { .. }
     )
 }
 
@@ -592,6 +625,7 @@ pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::GetKey;
 
     fn entry(command: Command, reply: Reply) -> Entry {
         Entry {
@@ -600,6 +634,8 @@ mod tests {
             noreply: false,
             reserved: 0,
             reply: reply.to_vec(),
+            waiting: false,
+            parked: None,
         }
     }
 
@@ -611,7 +647,7 @@ mod tests {
         };
         let value = b"VALUE q 0 1\r\nx\r\nEND\r\n";
         let get = Command::Get {
-            queues: vec![b"q".to_vec()],
+            keys: vec![GetKey::plain(b"q")],
             cas: false,
         };
         let mut entries = vec![

@@ -13,7 +13,7 @@ use super::executor::{Entry, Executor, Origin};
 use super::{Durability, QueueStatsFormat};
 use crate::bdb::{Database, EnvConfig, IfMissing, QueueFormat};
 use crate::item;
-use crate::protocol::Command;
+use crate::protocol::{Command, GetKey};
 use crate::queue_name::NameRules;
 use crate::stats::Stats;
 use crate::storage::{queue_list, ChoreSchedule, Chores, Counts, QueueStore};
@@ -73,7 +73,7 @@ fn set(queue: &str, body: &str) -> Command {
 
 fn get(queue: &str) -> Command {
     Command::Get {
-        queues: vec![queue.as_bytes().to_vec()],
+        keys: vec![GetKey::plain(queue.as_bytes())],
         cas: false,
     }
 }
@@ -89,6 +89,8 @@ fn turn(executor: &mut Executor, stats: &mut Stats, commands: Vec<Command>) -> V
             noreply: false,
             reserved: 0,
             reply: Vec::new(),
+            waiting: false,
+            parked: None,
         })
         .collect();
     executor.run(&mut entries, stats);

@@ -12,9 +12,11 @@ mod connection;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
+mod leases;
 mod log_flusher;
 mod reactor;
 mod socket;
+mod waiters;
 
 use std::fs::DirBuilder;
 use std::io;
@@ -63,6 +65,16 @@ pub enum QueueStatsFormat {
     NamesOnly,
 }
 
+/// Reliable reads (`get <q>/open`, docs/PROTOCOL.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadSettings {
+    /// --lease-timeout: how long an open message stays leased.
+    pub lease_timeout: Option<Duration>,
+    /// --max-deliveries: times a message may be opened without being
+    /// closed before it moves to `<q>.dead`; 0 is unlimited.
+    pub max_deliveries: u32,
+}
+
 /// What serving takes from the command line; the rest of it is about the
 /// process (sockets, user, daemon) or the storage (`QueueStore::open`).
 #[derive(Debug, Clone)]
@@ -77,6 +89,8 @@ pub struct ServeOptions {
     pub durability: Durability,
     /// -Z: the `stats queue` listing.
     pub queue_stats: QueueStatsFormat,
+    /// --lease-timeout and --max-deliveries: reliable reads.
+    pub reads: ReadSettings,
 }
 
 impl From<&Config> for ServeOptions {
@@ -93,6 +107,11 @@ impl From<&Config> for ServeOptions {
                 QueueStatsFormat::NamesOnly
             } else {
                 QueueStatsFormat::Counters
+            },
+            reads: ReadSettings {
+                lease_timeout: (config.lease_timeout_secs > 0)
+                    .then(|| Duration::from_secs(config.lease_timeout_secs)),
+                max_deliveries: config.max_deliveries,
             },
         }
     }
@@ -353,7 +372,8 @@ impl Server {
         stop: UnixStream,
     ) -> io::Result<Server> {
         stop.set_nonblocking(true)?;
-        let executor = Executor::new(store, options.queue_stats, options.durability);
+        let executor =
+            Executor::new(store, options.queue_stats, options.durability).with_reads(options.reads);
         let stop = mio::net::UnixStream::from_std(stop);
         let reactor = Reactor::new(listeners, stop, executor, options)?;
         Ok(Server { reactor })

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -13,9 +13,10 @@ use super::connection::{Connection, ReadState};
 use super::executor::{self, Entry, Executor, Origin};
 use super::log_flusher::{LogFlusher, Settled};
 use super::socket::{Listener, Listeners, Stream};
+use super::waiters::{self, Waiters};
 use super::ServeOptions;
 use crate::log_limit;
-use crate::protocol::{reply, udp, Command, Parser, Refusal, MAX_GET_LINE, MAX_LINE};
+use crate::protocol::{reply, udp, Command, Parser, Refusal, Reply, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -43,6 +44,9 @@ enum Gathered {
     Again,
     /// Close it now.
     Gone,
+    /// Its waiting request ends now (the client closed its side): answer
+    /// it as a plain `get` would, taking nothing, and go on.
+    EndWait,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -86,6 +90,10 @@ pub struct Reactor {
     generation: u64,
     /// Committed turns whose replies wait for the log flush, oldest first.
     held: VecDeque<(u64, Vec<Entry>)>,
+    /// Requests waiting for a message (`get <q>/t=<ms>`).
+    waiters: Waiters,
+    /// Waiting requests a new message woke, to run first next turn.
+    rerun: Vec<Entry>,
 }
 
 impl Reactor {
@@ -124,6 +132,8 @@ impl Reactor {
             flusher,
             generation: 0,
             held: VecDeque::new(),
+            waiters: Waiters::default(),
+            rerun: Vec::new(),
         };
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
@@ -139,8 +149,13 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut stopping = false;
         while !stopping {
-            let idle = self.ready.is_empty() && !self.udp_ready;
-            let timeout = (!idle).then_some(Duration::ZERO);
+            let idle = self.ready.is_empty() && !self.udp_ready && self.rerun.is_empty();
+            let timeout = if idle {
+                self.next_timer()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -165,6 +180,7 @@ impl Reactor {
                     }
                 }
             }
+            self.timers();
             self.turn();
         }
         log::info!("stop signal received, shutting down");
@@ -242,9 +258,132 @@ impl Reactor {
         self.send(index);
     }
 
+    /// When a waiting request's time or a lease runs out next.
+    fn next_timer(&self) -> Option<Instant> {
+        let waiter = self.waiters.next_deadline();
+        let lease = self.executor.next_lease_expiry();
+        waiter.into_iter().chain(lease).min()
+    }
+
+    /// Leases that ran out give their messages back; waiting requests
+    /// whose time is up are answered `END`, as a plain `get` would be.
+    fn timers(&mut self) {
+        let now = Instant::now();
+        if self
+            .executor
+            .next_lease_expiry()
+            .is_some_and(|at| at <= now)
+        {
+            self.executor.expire_leases(now);
+            self.wake();
+        }
+        let due = self.waiters.expired(now);
+        if !due.is_empty() {
+            let due = due
+                .into_iter()
+                .map(|e| {
+                    self.waiter_left(&e);
+                    self.end_wait(e)
+                })
+                .collect();
+            self.deliver(due);
+        }
+    }
+
+    /// A request that waited is answered `END`, as a plain `get` would be.
+    fn end_wait(&mut self, mut entry: Entry) -> Entry {
+        entry.waiting = false;
+        entry.reply.clear();
+        Reply::End.encode(&mut entry.reply);
+        entry
+    }
+
+    /// Bookkeeping when a request stops waiting.
+    fn waiter_left(&mut self, entry: &Entry) {
+        if let Command::Get { keys, .. } = &entry.command {
+            if let Some(key) = keys.first() {
+                let queue = key.queue();
+                match self.stats.waiters.get_mut(queue) {
+                    Some(n) if *n > 1 => *n -= 1,
+                    _ => {
+                        self.stats.waiters.remove(queue);
+                    }
+                }
+            }
+        }
+        if let Origin::Conn { index, id } = entry.origin {
+            if let Some(Some(conn)) = self.conns.get_mut(index) {
+                if conn.id == id {
+                    conn.parked = None;
+                }
+            }
+        }
+    }
+
+    /// Moves the requests waiting on queues that got messages to the
+    /// next turn, as many per queue as messages came.
+    fn wake(&mut self) {
+        let mut ended = Vec::new();
+        for (queue, n) in self.executor.take_woken() {
+            for entry in self.waiters.take(&queue, n) {
+                self.waiter_left(&entry);
+                // A client that closed its side takes nothing.
+                if self.client_left(entry.origin) {
+                    ended.push(self.end_wait(entry));
+                } else {
+                    self.rerun.push(entry);
+                }
+            }
+        }
+        if !ended.is_empty() {
+            self.deliver(ended);
+        }
+    }
+
+    /// Whether the client of `origin` closed its side (or is gone).
+    fn client_left(&self, origin: Origin) -> bool {
+        match origin {
+            Origin::Conn { index, id } => !matches!(
+                self.conns.get(index),
+                Some(Some(conn)) if conn.id == id && !conn.eof_reported
+            ),
+            Origin::Udp { .. } => false,
+        }
+    }
+
+    /// Parks a request that found nothing; `Some` when its time is already
+    /// up and it must be answered now.
+    fn park(&mut self, entry: Entry) -> Option<Entry> {
+        let (index, id) = match entry.origin {
+            Origin::Conn { index, id } => (index, id),
+            Origin::Udp { .. } => return Some(entry),
+        };
+        let queue = match &entry.command {
+            Command::Get { keys, .. } => keys.first().map(|k| k.queue().to_vec())?,
+            _ => return Some(entry),
+        };
+        let now = Instant::now();
+        let parked = self.waiters.place(&entry, now);
+        if parked.deadline <= now {
+            return Some(self.end_wait(entry));
+        }
+        let mut entry = entry;
+        entry.parked = Some(parked);
+        self.waiters.insert(entry);
+        *self.stats.waiters.entry(queue.clone()).or_default() += 1;
+        if let Some(Some(conn)) = self.conns.get_mut(index) {
+            if conn.id == id {
+                conn.parked = Some((queue, parked.seq));
+            }
+        }
+        None
+    }
+
     /// One turn: gather commands from ready connections, run them in one
     /// transaction, then send every reply.
     fn turn(&mut self) {
+        // Woken waiters arrived first: they run first.
+        self.entries.append(&mut self.rerun);
         if self.udp_ready {
             self.gather_datagrams();
         }
@@ -264,6 +403,7 @@ impl Reactor {
         }
         let mut entries = std::mem::take(&mut self.entries);
         self.executor.run(&mut entries, &mut self.stats);
+        self.wake();
         // Replies leave in turn order: behind a held turn, every turn waits.
         let hold =
             self.flusher.as_mut().is_some_and(LogFlusher::holds_replies) || !self.held.is_empty();
@@ -297,8 +437,17 @@ impl Reactor {
     /// Queues a committed turn's replies and writes them.
     fn deliver(&mut self, mut entries: Vec<Entry>) {
         let mut touched = Vec::new();
+        let mut resume = Vec::new();
         let mut datagram_reply: Option<(Origin, Vec<u8>)> = None;
-        for mut entry in entries.drain(..) {
+        for entry in entries.drain(..) {
+            let mut entry = if entry.waiting {
+                match self.park(entry) {
+                    Some(answered) => answered,
+                    None => continue,
+                }
+            } else {
+                entry
+            };
             if log::log_enabled!(log::Level::Debug) {
                 let first_line = entry
                     .reply
@@ -337,6 +486,11 @@ impl Reactor {
             }
             conn.in_flight -= 1;
             conn.reserved -= entry.reserved;
+            if conn.awaiting && waiters::wait_of(&entry.command).is_some() {
+                // Its later commands waited behind it.
+                conn.awaiting = false;
+                resume.push(index);
+            }
             if !entry.noreply {
                 conn.queue_reply(&entry.reply);
             }
@@ -353,6 +507,9 @@ impl Reactor {
         for index in touched {
             self.send(index);
         }
+        for index in resume {
+            self.mark_ready(index);
+        }
     }
 
     /// Reads a connection's input and turns it into commands of this turn.
@@ -366,12 +523,23 @@ impl Reactor {
             Gathered::Done => {}
             Gathered::Again => self.mark_ready(index),
             Gathered::Gone => self.close(index),
+            Gathered::EndWait => self.end_wait_of(index),
         }
     }
 
     fn gather_from(&mut self, index: usize, conn: &mut Connection) -> Gathered {
         if conn.closing {
             return Gathered::Done;
+        }
+        if conn.awaiting {
+            // A client that closed its side while its request waits gets
+            // `END` at once, and nothing is taken for it.
+            let gone = conn.eof_reported && conn.parked.is_some();
+            return if gone {
+                Gathered::EndWait
+            } else {
+                Gathered::Done
+            };
         }
         if conn.owed_output() > OUTPUT_BACKLOG {
             conn.throttled = true;
@@ -402,6 +570,7 @@ impl Reactor {
                 frame.command,
                 Command::Quit | Command::Refused(Refusal::ReplyAndClose(_))
             );
+            let waits = waiters::wait_of(&frame.command).is_some();
             let reserved = self.executor.reply_bound(&frame.command);
             conn.in_flight += 1;
             conn.reserved += reserved;
@@ -411,9 +580,16 @@ impl Reactor {
                 noreply: frame.noreply,
                 reserved,
                 reply: Vec::new(),
+                waiting: false,
+                parked: None,
             });
             if closes {
                 conn.closing = true;
+                return Gathered::Done;
+            }
+            if waits {
+                // Its later commands wait until it is answered.
+                conn.awaiting = true;
                 return Gathered::Done;
             }
         }
@@ -467,8 +643,11 @@ impl Reactor {
                 send_datagrams(udp, &mut self.stats, origin, &reply::MULTI_PACKET.to_vec());
                 continue;
             }
-            while let Some(frame) = self.parser.parse(payload) {
+            while let Some(mut frame) = self.parser.parse(payload) {
                 payload = &payload[frame.consumed..];
+                if needs_connection(&frame.command) {
+                    frame.command = Command::Refused(Refusal::Reply(reply::BAD_FORMAT));
+                }
                 let skip = (frame.discard as usize).min(payload.len());
                 payload = &payload[skip..];
                 self.entries.push(Entry {
@@ -477,6 +656,8 @@ impl Reactor {
                     noreply: frame.noreply,
                     reserved: 0,
                     reply: Vec::new(),
+                    waiting: false,
+                    parked: None,
                 });
             }
             if self.entries.len() >= COMMANDS_PER_TURN {
@@ -538,8 +719,31 @@ impl Reactor {
         }
     }
 
+    /// Ends connection `index`'s waiting request with `END` (its client
+    /// closed its side), then goes on with the connection.
+    fn end_wait_of(&mut self, index: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(index) else {
+            return;
+        };
+        let Some((queue, seq)) = conn.parked.take() else {
+            return;
+        };
+        if let Some(entry) = self.waiters.remove(&queue, seq) {
+            self.waiter_left(&entry);
+            let entry = self.end_wait(entry);
+            self.deliver(vec![entry]);
+        }
+    }
+
     fn close(&mut self, index: usize) {
         if let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) {
+            if let Some((queue, seq)) = conn.parked.take() {
+                if let Some(entry) = self.waiters.remove(&queue, seq) {
+                    self.waiter_left(&entry);
+                }
+            }
+            self.executor.release_holder(conn.id);
+            self.wake();
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.curr_connections -= 1;
             self.free.push(index);
@@ -548,6 +752,17 @@ impl Reactor {
             self.accept_paused = false;
             self.accept_all();
         }
+    }
+}
+
+/// Whether a command needs a connection: a lease (`/open`, `/close`,
+/// `/abort`) or a wait (`/t=`), which a UDP request cannot hold.
+fn needs_connection(command: &Command) -> bool {
+    match command {
+        Command::Get { keys, .. } => keys
+            .iter()
+            .any(|k| !k.options.is_plain() && !k.options.peek),
+        _ => false,
     }
 }
 

@@ -4,6 +4,7 @@
 //! keeps a full disk from becoming a crash or a loss (`space`).
 
 mod chores;
+pub mod deliveries;
 mod error;
 mod home_lock;
 pub mod queue_list;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::deliveries::{self, Deliveries};
 use super::error::{Error, Result};
 use super::queue_list::{self, Counts};
 use crate::bdb::{Database, Env, EnvConfig, IfMissing, QueueFormat, Txn};
@@ -34,6 +35,8 @@ pub struct QueueStore {
     /// The longest record of any queue, and so of any message a `get` can
     /// return.
     max_record_len: usize,
+    /// How often handed-out messages have been handed out.
+    deliveries: Deliveries,
 }
 
 impl QueueStore {
@@ -54,7 +57,10 @@ impl QueueStore {
             format,
             names,
             max_record_len: format.record_len as usize,
+            deliveries: Deliveries::default(),
         };
+        let has_counts = home.join(deliveries::FILE_NAME).exists();
+        store.deliveries = Deliveries::open(&store.env, has_counts)?;
         for (name, counts) in queue_list::entries(&store.list)? {
             if !names.is_safe(&name) {
                 log::warn!(
@@ -157,28 +163,75 @@ impl QueueStore {
         let counts = queue.counts;
         // Berkeley DB removes a database only once every handle is closed.
         drop(queue);
-        let result = self.env.begin().and_then(|txn| {
+        let counted = self.deliveries.records_of(name);
+        let result = self.env.begin().map_err(Error::from).and_then(|txn| {
             self.env.remove_database(&txn, name)?;
             self.list.delete(&txn, &queue_list::key(name))?;
-            txn.commit()
+            for &recno in &counted {
+                self.deliveries.write(&txn, name, recno, 0)?;
+            }
+            Ok(txn.commit()?)
         });
         if let Err(e) = result {
             let db = Database::open_queue(&self.env, None, name, self.format, IfMissing::Fail)?;
             self.add_open(name, db, counts)?;
-            return Err(e.into());
+            return Err(e);
+        }
+        for recno in counted {
+            self.deliveries.apply(name, recno, 0);
         }
         Ok(true)
     }
 
-    /// Appends a record in `txn`; `Ok(false)` when the queue's records are
-    /// too short for it. The queue must exist.
-    pub fn append(&self, txn: &Txn<'_>, name: &[u8], record: &[u8]) -> Result<bool> {
+    /// Appends a record in `txn`; returns its record number, `None` when
+    /// the queue's records are too short for it. The queue must exist.
+    pub fn append(&self, txn: &Txn<'_>, name: &[u8], record: &[u8]) -> Result<Option<u32>> {
         let queue = self.queue(name)?;
         if record.len() > queue.record_len {
-            return Ok(false);
+            return Ok(None);
         }
-        queue.db.append(txn, record)?;
-        Ok(true)
+        Ok(Some(queue.db.append(txn, record)?))
+    }
+
+    /// Reads into `buf` the oldest record of `name` whose record number
+    /// `skip` does not refuse, without taking it; `None` when there is
+    /// none (or no such queue).
+    pub fn first_record_where(
+        &self,
+        txn: &Txn<'_>,
+        name: &[u8],
+        buf: &mut Vec<u8>,
+        skip: impl FnMut(u32) -> bool,
+    ) -> Result<Option<u32>> {
+        let Some(queue) = self.queues.get(name) else {
+            return Ok(None);
+        };
+        buf.resize(queue.record_len, 0);
+        Ok(queue.db.first_record_where(txn, buf, skip)?)
+    }
+
+    /// Deletes record `recno` of `name` in `txn`; `Ok(false)` when it is
+    /// not there.
+    pub fn remove(&self, txn: &Txn<'_>, name: &[u8], recno: u32) -> Result<bool> {
+        Ok(self.queue(name)?.db.delete_record(txn, recno)?)
+    }
+
+    /// Deletes every message of `name` in `txn`; returns how many.
+    pub fn flush(&self, txn: &Txn<'_>, name: &[u8]) -> Result<u32> {
+        match self.queues.get(name) {
+            Some(queue) => Ok(queue.db.truncate(txn)?),
+            None => Ok(0),
+        }
+    }
+
+    /// The delivery counts of handed-out messages.
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
+    }
+
+    /// The delivery counts, to change them.
+    pub fn deliveries_mut(&mut self) -> (&mut Deliveries, &Env) {
+        (&mut self.deliveries, &self.env)
     }
 
     /// The record length of queue `name`, if it exists.

@@ -1,0 +1,492 @@
+//! `get` and its reliable and blocking forms (docs/PROTOCOL.md, "Reliable
+//! and blocking reads"): taking, opening, closing, aborting and peeking
+//! messages, the dead-letter move, `dump_stats` and `flush`.
+//!
+//! An open message stays an ordinary record of its queue; what makes it
+//! open is a lease in memory (`Leases`). Within a transaction, leases
+//! granted and ended wait in `PendingReads` and take effect at the commit,
+//! like the counters.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::{Executor, Origin, Pending};
+use crate::bdb::Txn;
+use crate::item;
+use crate::protocol::reply::{self, QueueDump};
+use crate::protocol::{GetKey, Reply};
+use crate::server::leases::Leases;
+use crate::server::ReadSettings;
+use crate::stats::Stats;
+use crate::storage;
+
+/// Stored times kept per queue are at least this far apart, so a deep
+/// backlog costs a few entries a second, not one per message.
+const AGE_GRANULARITY: Duration = Duration::from_millis(10);
+
+/// How a `get` ended.
+pub(super) enum Got {
+    /// Its reply is written.
+    Answered,
+    /// A `/t=` read found nothing to hand out: it waits, no reply yet.
+    Waiting,
+    /// Refused; it must change nothing.
+    Refused(Reply<'static>),
+}
+
+/// What reliable reads keep between turns.
+#[derive(Default)]
+pub(super) struct Reads {
+    pub(super) settings: ReadSettings,
+    leases: Leases,
+    /// Per queue: what `dump_stats` reports beyond the counters.
+    activity: HashMap<Vec<u8>, Activity>,
+    /// Queues that got messages to hand out, and how many, since the
+    /// reactor last asked.
+    woken: Vec<(Vec<u8>, usize)>,
+}
+
+#[derive(Default)]
+struct Activity {
+    /// Messages handed out again since the server started.
+    redelivered: u64,
+    /// Messages moved to `<q>.dead` since the server started.
+    dead_lettered: u64,
+    /// (first record number, time) of messages stored since the start,
+    /// oldest first, one entry per `AGE_GRANULARITY`.
+    stored: VecDeque<(u32, Instant)>,
+}
+
+impl Reads {
+    pub(super) fn wake(&mut self, queue: &[u8], messages: usize) {
+        self.woken.push((queue.to_vec(), messages));
+    }
+}
+
+/// Reliable-read changes of one transaction attempt.
+#[derive(Default)]
+pub(super) struct PendingReads {
+    /// Leases granted: queue, record, holder.
+    granted: Vec<(Vec<u8>, u32, u64)>,
+    /// Leases ended (closed, given back, or their message taken).
+    released: HashSet<(Vec<u8>, u32)>,
+    /// Delivery counts written (0: forgotten).
+    deliveries: HashMap<(Vec<u8>, u32), u32>,
+    /// Messages stored: queue and first record number of the turn.
+    stored: Vec<(Vec<u8>, u32)>,
+    /// Queues given a message back (`/abort`) or a dead letter.
+    woken: Vec<Vec<u8>>,
+    redelivered: HashMap<Vec<u8>, u64>,
+    dead_lettered: HashMap<Vec<u8>, u64>,
+}
+
+impl PendingReads {
+    /// Notes a stored message, for `dump_stats`'s `age`.
+    pub(super) fn stored(&mut self, queue: &[u8], recno: u32) {
+        if self.stored.last().is_none_or(|(q, _)| q != queue) {
+            self.stored.push((queue.to_vec(), recno));
+        }
+    }
+}
+
+/// The dead-letter queue of `queue`.
+fn dead_letter_queue(queue: &[u8]) -> Vec<u8> {
+    [queue, b".dead"].concat()
+}
+
+impl Executor {
+    /// Before a turn's transaction: the files and queues its reads may
+    /// write must exist (they are created in transactions of their own):
+    /// `queue.deliveries` for `/open`, `<q>.dead` for a message due to move.
+    pub(super) fn prepare_reads(&mut self, entries: &[super::Entry]) {
+        let max = self.reads.settings.max_deliveries;
+        for e in entries {
+            let super::Command::Get { keys, .. } = &e.command else {
+                continue;
+            };
+            for key in keys {
+                if key.options.open {
+                    let (deliveries, env) = self.store.deliveries_mut();
+                    if let Err(err) = deliveries.ensure_file(env) {
+                        log::error!("creating {}: {err}", storage::deliveries::FILE_NAME);
+                    }
+                }
+                let due = max > 0
+                    && key.options.hands_out()
+                    && !key.options.peek
+                    && self.store.deliveries().any_reached(key.queue(), max);
+                let dead = dead_letter_queue(key.queue());
+                if !due || self.store.contains(&dead) {
+                    continue;
+                }
+                let created = match self.store.name_rules().check_new(&dead) {
+                    Ok(()) => self.store.create(&dead),
+                    Err(why) => {
+                        log::warn!(
+                            "no dead-letter queue for {:?} ({why:?}): its messages stay",
+                            String::from_utf8_lossy(key.queue())
+                        );
+                        continue;
+                    }
+                };
+                if let Err(err) = created {
+                    log::error!("creating a dead-letter queue failed: {err}");
+                }
+            }
+        }
+    }
+
+    /// Whether record `recno` of `queue` is open (committed or in this
+    /// attempt).
+    fn is_open(&self, queue: &[u8], recno: u32, pending: &PendingReads) -> bool {
+        let key = (queue.to_vec(), recno);
+        (self.reads.leases.is_open(queue, recno) && !pending.released.contains(&key))
+            || pending
+                .granted
+                .iter()
+                .any(|(q, r, _)| *r == recno && q == queue)
+    }
+
+    /// The record `holder` has open on `queue` (in this attempt).
+    fn held_by(&self, holder: u64, queue: &[u8], pending: &PendingReads) -> Option<u32> {
+        if let Some((_, r, _)) = pending
+            .granted
+            .iter()
+            .find(|(q, _, h)| *h == holder && q == queue)
+        {
+            return Some(*r);
+        }
+        let recno = self.reads.leases.held_by(holder, queue)?;
+        (!pending.released.contains(&(queue.to_vec(), recno))).then_some(recno)
+    }
+
+    /// Whether any message of `queue` is open.
+    fn any_open(&self, queue: &[u8], pending: &PendingReads) -> bool {
+        self.reads.leases.open_count(queue) > 0
+            || pending.granted.iter().any(|(q, _, _)| q == queue)
+    }
+
+    /// How often record `recno` of `queue` has been opened.
+    fn deliveries_of(&self, queue: &[u8], recno: u32, pending: &PendingReads) -> u32 {
+        match pending.deliveries.get(&(queue.to_vec(), recno)) {
+            Some(&n) => n,
+            None => self.store.deliveries().count(queue, recno),
+        }
+    }
+
+    /// Writes a delivery count in `txn` (0 forgets it).
+    fn write_deliveries(
+        &self,
+        txn: &Txn<'_>,
+        queue: &[u8],
+        recno: u32,
+        count: u32,
+        pending: &mut PendingReads,
+    ) -> storage::Result<()> {
+        let known = self.deliveries_of(queue, recno, pending);
+        if known == count {
+            return Ok(());
+        }
+        self.store.deliveries().write(txn, queue, recno, count)?;
+        pending.deliveries.insert((queue.to_vec(), recno), count);
+        Ok(())
+    }
+
+    /// A message leaves `queue` for good: its lease and count go too.
+    fn gone(
+        &self,
+        txn: &Txn<'_>,
+        queue: &[u8],
+        recno: u32,
+        pending: &mut Pending,
+    ) -> storage::Result<()> {
+        pending.count(queue).get += 1;
+        pending.reads.released.insert((queue.to_vec(), recno));
+        self.write_deliveries(txn, queue, recno, 0, &mut pending.reads)
+    }
+
+    /// Runs one `get` or `gets` line.
+    pub(super) fn get(
+        &mut self,
+        txn: &Txn<'_>,
+        origin: Origin,
+        keys: &[GetKey],
+        cas: bool,
+        out: &mut Vec<u8>,
+        pending: &mut Pending,
+    ) -> storage::Result<Got> {
+        let holder = match origin {
+            Origin::Conn { id, .. } => Some(id),
+            Origin::Udp { .. } => None,
+        };
+        for key in keys {
+            let queue = key.queue();
+            let options = key.options;
+            let held = holder.and_then(|h| self.held_by(h, queue, &pending.reads));
+            if options.close {
+                if let Some(recno) = held {
+                    self.store.remove(txn, queue, recno)?;
+                    self.gone(txn, queue, recno, pending)?;
+                }
+            } else if options.abort {
+                if let Some(recno) = held {
+                    pending.reads.released.insert((queue.to_vec(), recno));
+                    pending.reads.woken.push(queue.to_vec());
+                }
+            } else if options.open && held.is_some() {
+                return Ok(Got::Refused(reply::CLOSE_FIRST));
+            }
+            if !options.hands_out() {
+                continue;
+            }
+            if !self.hand_out(txn, key, holder, cas, out, pending)? && options.wait.is_some() {
+                return Ok(Got::Waiting);
+            }
+        }
+        Reply::End.encode(out);
+        Ok(Got::Answered)
+    }
+
+    /// Hands out the oldest free message of the key's queue as its options
+    /// say; `false` when there is none.
+    fn hand_out(
+        &mut self,
+        txn: &Txn<'_>,
+        key: &GetKey,
+        holder: Option<u64>,
+        cas: bool,
+        out: &mut Vec<u8>,
+        pending: &mut Pending,
+    ) -> storage::Result<bool> {
+        let queue = key.queue();
+        let options = key.options;
+        let max = self.reads.settings.max_deliveries;
+        let mut record = std::mem::take(&mut self.record);
+        let result = loop {
+            // A plain get on a queue with nothing open takes the head
+            // record as the original does; otherwise open records are
+            // stepped over.
+            let takes = !options.keeps_message();
+            let consumed = takes && !self.any_open(queue, &pending.reads);
+            let found = if consumed {
+                self.store.consume(txn, queue, &mut record)?
+            } else {
+                self.store
+                    .first_record_where(txn, queue, &mut record, |r| {
+                        self.is_open(queue, r, &pending.reads)
+                    })?
+            };
+            let Some(recno) = found else {
+                break Ok(false);
+            };
+            let delivered = self.deliveries_of(queue, recno, &pending.reads);
+            let dead = dead_letter_queue(queue);
+            if max > 0 && delivered >= max && !options.peek && self.store.contains(&dead) {
+                if !consumed {
+                    self.store.remove(txn, queue, recno)?;
+                }
+                self.gone(txn, queue, recno, pending)?;
+                if let Some(moved) = self.store.append(txn, &dead, &record)? {
+                    pending.reads.stored(&dead, moved);
+                    pending.count(&dead).set += 1;
+                }
+                *pending
+                    .reads
+                    .dead_lettered
+                    .entry(queue.to_vec())
+                    .or_default() += 1;
+                pending.reads.woken.push(dead);
+                continue;
+            }
+            // An undecodable record fails the command, and the abort puts
+            // the message back: a server error never takes a message.
+            let message = item::decode(&record).ok_or(storage::Error::CorruptRecord)?;
+            // The key as asked for, options included (a dead letter's
+            // record still carries its first queue's name).
+            Reply::Value {
+                message: &message,
+                key: Some(&key.key),
+                cas: cas.then_some(u64::from(recno)),
+            }
+            .encode(out);
+            pending.get_hits += 1;
+            if options.open {
+                let holder = holder.expect("the reactor refuses /open over UDP");
+                pending.reads.granted.push((queue.to_vec(), recno, holder));
+                if delivered > 0 {
+                    *pending.reads.redelivered.entry(queue.to_vec()).or_default() += 1;
+                }
+                self.write_deliveries(txn, queue, recno, delivered + 1, &mut pending.reads)?;
+            } else if takes {
+                if !consumed {
+                    self.store.remove(txn, queue, recno)?;
+                }
+                self.gone(txn, queue, recno, pending)?;
+            }
+            break Ok(true);
+        };
+        self.record = record;
+        result
+    }
+
+    /// Makes a committed transaction's reliable-read changes visible.
+    pub(super) fn apply_reads(&mut self, pending: PendingReads, stats: &Stats) {
+        let now = Instant::now();
+        for (queue, recno) in &pending.released {
+            self.reads.leases.release(queue, *recno);
+        }
+        let expires = self.reads.settings.lease_timeout.map(|t| now + t);
+        for (queue, recno, holder) in pending.granted {
+            self.reads.leases.grant(&queue, recno, holder, expires);
+        }
+        for ((queue, recno), count) in pending.deliveries {
+            self.store.deliveries_mut().0.apply(&queue, recno, count);
+        }
+        for (queue, recno) in pending.stored {
+            let stored = &mut self.reads.activity.entry(queue).or_default().stored;
+            if stored
+                .back()
+                .is_none_or(|&(_, at)| now.duration_since(at) >= AGE_GRANULARITY)
+            {
+                stored.push_back((recno, now));
+            }
+        }
+        for (queue, n) in pending.redelivered {
+            self.reads.activity.entry(queue).or_default().redelivered += n;
+        }
+        for (queue, n) in pending.dead_lettered {
+            self.reads.activity.entry(queue).or_default().dead_lettered += n;
+        }
+        for queue in pending.woken {
+            if stats.waiters.contains_key(&queue) {
+                self.reads.wake(&queue, 1);
+            }
+        }
+    }
+
+    /// The connection `holder` is gone: its open messages are given back.
+    pub fn release_holder(&mut self, holder: u64) {
+        for queue in self.reads.leases.release_holder(holder) {
+            self.reads.wake(&queue, 1);
+        }
+    }
+
+    /// Gives back the open messages whose lease ran out by `now`.
+    pub fn expire_leases(&mut self, now: Instant) {
+        for queue in self.reads.leases.expire(now) {
+            self.reads.wake(&queue, 1);
+        }
+    }
+
+    /// When the next lease runs out.
+    pub fn next_lease_expiry(&self) -> Option<Instant> {
+        self.reads.leases.next_expiry()
+    }
+
+    /// Queues that got messages to hand out since the last call, and how
+    /// many (so that as many waiting requests can run again).
+    pub fn take_woken(&mut self) -> Vec<(Vec<u8>, usize)> {
+        std::mem::take(&mut self.reads.woken)
+    }
+
+    /// `dump_stats`: Kestrel's per-queue report.
+    pub(super) fn dump_stats(&mut self, out: &mut Vec<u8>, stats: &Stats) {
+        let now = Instant::now();
+        let names: Vec<Vec<u8>> = self.store.counts().map(|(n, _)| n.to_vec()).collect();
+        for name in names {
+            let counts = self
+                .store
+                .counts()
+                .find(|(n, _)| *n == name.as_slice())
+                .map(|(_, c)| c)
+                .unwrap_or_default();
+            let open = self.reads.leases.open_count(&name) as u64;
+            let held = u64::try_from(counts.set - counts.get).unwrap_or(0);
+            let items = held.saturating_sub(open);
+            let record_len = self.store.record_len(&name).unwrap_or(0) as u64;
+            let age = self
+                .oldest_waiting(&name)
+                .map_or(0, |recno| self.stored_age(&name, recno, now, stats));
+            let activity = self.reads.activity.get(&name);
+            let dump = QueueDump {
+                name: &name,
+                items,
+                bytes: items * record_len,
+                total_items: u64::try_from(counts.set).unwrap_or(0),
+                open,
+                waiters: stats.waiters.get(&name).copied().unwrap_or(0) as u64,
+                age_ms: age,
+                redelivered: activity.map_or(0, |a| a.redelivered),
+                dead_lettered: activity.map_or(0, |a| a.dead_lettered),
+            };
+            Reply::QueueDump(&dump).encode(out);
+        }
+        Reply::End.encode(out);
+    }
+
+    /// The record number of the oldest message of `queue` nobody holds.
+    fn oldest_waiting(&mut self, queue: &[u8]) -> Option<u32> {
+        let env = self.store.env().clone();
+        let txn = env.begin().ok()?;
+        let mut record = std::mem::take(&mut self.record);
+        let leases = &self.reads.leases;
+        let found = self
+            .store
+            .first_record_where(&txn, queue, &mut record, |r| leases.is_open(queue, r));
+        self.record = record;
+        let _ = txn.commit();
+        found.ok().flatten()
+    }
+
+    /// Milliseconds since record `recno` of `queue` was stored, as far as
+    /// the server saw (from its start for older messages).
+    fn stored_age(&mut self, queue: &[u8], recno: u32, now: Instant, stats: &Stats) -> u64 {
+        let stored = self.reads.activity.get_mut(queue).map(|a| &mut a.stored);
+        let mut at = stats.started();
+        if let Some(stored) = stored {
+            // Entries older than the oldest waiting message are done with.
+            while stored.len() > 1 && stored[1].0 <= recno {
+                stored.pop_front();
+            }
+            if let Some(&(first, time)) = stored.front() {
+                if first <= recno {
+                    at = time;
+                }
+            }
+        }
+        now.duration_since(at).as_millis() as u64
+    }
+
+    /// `flush <q>`: every message of the queue goes, open ones included;
+    /// the queue stays. `END` in any case.
+    pub(super) fn flush(&mut self, queue: &[u8], out: &mut Vec<u8>) {
+        let env = self.store.env().clone();
+        let counted = self.store.deliveries().records_of(queue);
+        let result = env.begin().map_err(storage::Error::from).and_then(|txn| {
+            let dropped = self.store.flush(&txn, queue)?;
+            for &recno in &counted {
+                self.store.deliveries().write(&txn, queue, recno, 0)?;
+            }
+            let taken = storage::Counts {
+                set: 0,
+                get: i64::from(dropped),
+            };
+            if self.store.contains(queue) {
+                self.store.save_counts(&txn, queue, taken)?;
+            }
+            txn.commit()?;
+            Ok(taken)
+        });
+        match result {
+            Ok(taken) => {
+                self.store.add_counts(queue, taken);
+                for recno in counted {
+                    self.store.deliveries_mut().0.apply(queue, recno, 0);
+                }
+                self.reads.leases.release_queue(queue);
+            }
+            Err(e) => log::error!("flush of {:?} failed: {e}", String::from_utf8_lossy(queue)),
+        }
+        Reply::End.encode(out);
+    }
+}
