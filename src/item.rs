@@ -52,6 +52,13 @@ pub struct Message<'a> {
     pub data_crlf: &'a [u8],
 }
 
+impl Message<'_> {
+    /// Bytes of the record the message uses, before Berkeley DB's padding.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.name.len() + 1 + self.suffix.len() + self.data_crlf.len()
+    }
+}
+
 /// Decodes a stored record; `None` when its header does not fit its length.
 pub fn decode(record: &[u8]) -> Option<Message<'_>> {
     let header = record.get(..HEADER_LEN)?;
@@ -98,6 +105,7 @@ mod tests {
             (m.name, m.suffix, m.data_crlf),
             (&b"jobs"[..], &b" 0 3\r\n"[..], &b"abc\r\n"[..])
         );
+        assert_eq!(m.encoded_len(), r.len());
     }
 
     #[test]

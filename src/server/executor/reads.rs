@@ -279,14 +279,19 @@ impl Executor {
             let Some(recno) = found else {
                 break Ok(false);
             };
+            // An undecodable record fails the command, and the abort puts
+            // the message back: a server error never takes a message.
+            let message = item::decode(&record).ok_or(storage::Error::CorruptRecord)?;
             let delivered = self.deliveries_of(queue, recno, &pending.reads);
             let dead = dead_letter_queue(queue);
-            if max > 0 && delivered >= max && !options.peek && self.store.contains(&dead) {
+            let used = message.encoded_len();
+            let fits = self.store.record_len(&dead).is_some_and(|len| used <= len);
+            if max > 0 && delivered >= max && !options.peek && fits {
                 if !consumed {
                     self.store.remove(txn, queue, recno)?;
                 }
                 self.gone(txn, queue, recno, pending)?;
-                if let Some(moved) = self.store.append(txn, &dead, &record)? {
+                if let Some(moved) = self.store.append(txn, &dead, &record[..used])? {
                     pending.reads.stored(&dead, moved);
                     pending.count(&dead).set += 1;
                 }
@@ -298,9 +303,6 @@ impl Executor {
                 pending.reads.woken.push(dead);
                 continue;
             }
-            // An undecodable record fails the command, and the abort puts
-            // the message back: a server error never takes a message.
-            let message = item::decode(&record).ok_or(storage::Error::CorruptRecord)?;
             // The key as asked for, options included (a dead letter's
             // record still carries its first queue's name).
             Reply::Value {
@@ -392,14 +394,9 @@ impl Executor {
     /// `dump_stats`: Kestrel's per-queue report.
     pub(super) fn dump_stats(&mut self, out: &mut Vec<u8>, stats: &Stats) {
         let now = Instant::now();
-        let names: Vec<Vec<u8>> = self.store.counts().map(|(n, _)| n.to_vec()).collect();
-        for name in names {
-            let counts = self
-                .store
-                .counts()
-                .find(|(n, _)| *n == name.as_slice())
-                .map(|(_, c)| c)
-                .unwrap_or_default();
+        let queues: Vec<(Vec<u8>, storage::Counts)> =
+            self.store.counts().map(|(n, c)| (n.to_vec(), c)).collect();
+        for (name, counts) in queues {
             let open = self.reads.leases.open_count(&name) as u64;
             let held = u64::try_from(counts.set - counts.get).unwrap_or(0);
             let items = held.saturating_sub(open);
