@@ -493,3 +493,69 @@ fn gomemcache_sets_and_gets() {
         ],
     );
 }
+
+/// pymemcache (default Client, so sets are noreply) as a reliable and a
+/// blocking consumer: `get("jobs/t=200/open")`, `get("jobs/close/open")`,
+/// a wait woken by another client's set, and a refused second open (a
+/// client error, after which pymemcache closes its connection, which
+/// gives the open message back). pymemcache 4 checks that each `VALUE`
+/// names the key it asked for.
+const PY_RELIABLE_SCRIPT: &str = r#"
+import sys, threading, time
+from pymemcache.client.base import Client
+port = int(sys.argv[1])
+c = Client(("127.0.0.1", port), connect_timeout=10, timeout=10)
+p = Client(("127.0.0.1", port), connect_timeout=10, timeout=10)
+print(c.set("jobs", b"one"), c.set("jobs", b"two"))
+print(repr(c.get("jobs/t=200/open")))
+print(repr(p.get("jobs")))
+print(repr(p.get("jobs")))
+print(sorted(p.stats("queue").items()))
+print(repr(c.get("jobs/close/open")))
+print(sorted(p.stats("queue").items()))
+t0 = time.monotonic()
+print(repr(c.get("jobs/t=200/open")))
+waited = time.monotonic() - t0
+print("waited", 0.16 <= waited < 3)
+threading.Timer(0.2, lambda: p.set("jobs", b"three")).start()
+print(repr(c.get("jobs/t=5000/open")))
+print(p.set("jobs", b"four", noreply=False))
+print(repr(c.get("jobs/close/open")))
+try:
+    print("second open returned", repr(c.get("jobs/open")))
+except Exception as e:
+    print("second open raised", type(e).__name__, e)
+print(sorted(p.stats("queue").items()))
+"#;
+
+/// pymemcache drives reliable and blocking reads unchanged: the options
+/// travel in the key and the replies echo it, an open message is skipped
+/// by plain gets, an empty wait times out as a miss (None), a set wakes a
+/// waiter, and a second open is a client error.
+#[test]
+fn pymemcache_reliable_and_blocking_reads() {
+    let python = python_with("pymemcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", PY_RELIABLE_SCRIPT, &port], PY_HINT);
+    assert_lines(
+        &out,
+        &[
+            "True True",
+            "b'one'",
+            "b'two'",
+            "None",
+            "[(b'jobs', b'2/1')]",
+            "None",
+            "[(b'jobs', b'2/2')]",
+            "None",
+            "waited True",
+            "b'three'",
+            "True",
+            "b'four'",
+            "second open raised MemcacheClientError b'close current item first'",
+            "[(b'jobs', b'4/3')]",
+        ],
+    );
+}
