@@ -69,6 +69,10 @@ pub struct Entry {
     pub waiting: bool,
     /// Set by the reactor once the request has waited.
     pub parked: Option<Parked>,
+    /// For a waiting request: how many messages its queue had been given
+    /// when it found none (`Executor::supply`). Messages given after that
+    /// but before it is parked must not go unnoticed.
+    pub seen_supply: u64,
 }
 
 /// A waiting request's place among the waiters of its queue.
@@ -242,6 +246,7 @@ impl Executor {
                 reply: Vec::new(),
                 waiting: false,
                 parked: None,
+                seen_supply: 0,
             }];
             self.run_transaction(&mut part, stats);
             let Some(values) = part[0].reply.strip_suffix(b"END\r\n") else {
@@ -390,6 +395,7 @@ impl Executor {
                             Ok(reads::Got::Answered) => Ok(()),
                             Ok(reads::Got::Waiting) => {
                                 e.waiting = true;
+                                e.seen_supply = self.supply(keys[0].queue());
                                 Ok(())
                             }
                             Ok(reads::Got::Refused(refusal)) => {
@@ -461,8 +467,8 @@ impl Executor {
     fn apply(&mut self, pending: Pending, stats: &mut Stats) {
         self.space.charge(pending.stored_bytes);
         for (queue, delta) in &pending.counts {
-            if delta.set > 0 && stats.waiters.contains_key(queue) {
-                self.reads.wake(queue, delta.set as usize);
+            if delta.set > 0 {
+                self.reads.supplied(queue, delta.set as usize, stats);
             }
         }
         for (queue, delta) in pending.counts {
@@ -479,7 +485,10 @@ impl Executor {
     fn run_alone(&mut self, command: &Command, out: &mut Vec<u8>, stats: &mut Stats) {
         match command {
             Command::Delete { queue } => match self.store.delete(queue) {
-                Ok(true) => Reply::Deleted.encode(out),
+                Ok(true) => {
+                    self.reads.forget_queue(queue);
+                    Reply::Deleted.encode(out)
+                }
                 Ok(false) => Reply::NotFound.encode(out),
                 Err(e) => {
                     if !needs_recovery("deleting a queue", e) {
@@ -636,6 +645,7 @@ mod tests {
             reply: reply.to_vec(),
             waiting: false,
             parked: None,
+            seen_supply: 0,
         }
     }
 

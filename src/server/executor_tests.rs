@@ -91,6 +91,7 @@ fn turn(executor: &mut Executor, stats: &mut Stats, commands: Vec<Command>) -> V
             reply: Vec::new(),
             waiting: false,
             parked: None,
+            seen_supply: 0,
         })
         .collect();
     executor.run(&mut entries, stats);

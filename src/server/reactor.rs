@@ -274,7 +274,7 @@ impl Reactor {
             .next_lease_expiry()
             .is_some_and(|at| at <= now)
         {
-            self.executor.expire_leases(now);
+            self.executor.expire_leases(now, &self.stats);
             self.wake();
         }
         let due = self.waiters.expired(now);
@@ -340,6 +340,17 @@ impl Reactor {
         }
     }
 
+    /// The live connection an entry came from, if it is still there.
+    fn connection_of(&self, origin: Origin) -> Option<&Connection> {
+        match origin {
+            Origin::Conn { index, id } => match self.conns.get(index) {
+                Some(Some(conn)) if conn.id == id => Some(conn),
+                _ => None,
+            },
+            Origin::Udp { .. } => None,
+        }
+    }
+
     /// Whether the client of `origin` closed its side (or is gone).
     fn client_left(&self, origin: Origin) -> bool {
         match origin {
@@ -364,11 +375,17 @@ impl Reactor {
         };
         let now = Instant::now();
         let parked = self.waiters.place(&entry, now);
-        if parked.deadline <= now {
+        if parked.deadline <= now || self.client_left(entry.origin) {
+            // Its time is up, or its client closed its side: `END` now.
             return Some(self.end_wait(entry));
         }
         let mut entry = entry;
         entry.parked = Some(parked);
+        if self.executor.supply(&queue) != entry.seen_supply {
+            // A message came between its empty read and now: run again.
+            self.rerun.push(entry);
+            return None;
+        }
         self.waiters.insert(entry);
         *self.stats.waiters.entry(queue.clone()).or_default() += 1;
         if let Some(Some(conn)) = self.conns.get_mut(index) {
@@ -382,8 +399,14 @@ impl Reactor {
     /// One turn: gather commands from ready connections, run them in one
     /// transaction, then send every reply.
     fn turn(&mut self) {
-        // Woken waiters arrived first: they run first.
-        self.entries.append(&mut self.rerun);
+        // Woken waiters arrived first: they run first (unless their
+        // connection is gone: nothing may be taken or leased for it).
+        let rerun = std::mem::take(&mut self.rerun);
+        for entry in rerun {
+            if self.connection_of(entry.origin).is_some() {
+                self.entries.push(entry);
+            }
+        }
         if self.udp_ready {
             self.gather_datagrams();
         }
@@ -582,14 +605,19 @@ impl Reactor {
                 reply: Vec::new(),
                 waiting: false,
                 parked: None,
+                seen_supply: 0,
             });
             if closes {
                 conn.closing = true;
                 return Gathered::Done;
             }
             if waits {
-                // Its later commands wait until it is answered.
+                // Its later commands wait until it is answered; a FIN read
+                // with it is remembered for when it would wait.
                 conn.awaiting = true;
+                if state == ReadState::Closed {
+                    conn.eof_reported = true;
+                }
                 return Gathered::Done;
             }
         }
@@ -658,6 +686,7 @@ impl Reactor {
                     reply: Vec::new(),
                     waiting: false,
                     parked: None,
+                    seen_supply: 0,
                 });
             }
             if self.entries.len() >= COMMANDS_PER_TURN {
@@ -742,7 +771,7 @@ impl Reactor {
                     self.waiter_left(&entry);
                 }
             }
-            self.executor.release_holder(conn.id);
+            self.executor.release_holder(conn.id, &self.stats);
             self.wake();
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.curr_connections -= 1;
@@ -755,13 +784,11 @@ impl Reactor {
     }
 }
 
-/// Whether a command needs a connection: a lease (`/open`, `/close`,
-/// `/abort`) or a wait (`/t=`), which a UDP request cannot hold.
+/// Whether a command needs a connection: `get` options (a lease, a wait)
+/// are refused over UDP, which has none.
 fn needs_connection(command: &Command) -> bool {
     match command {
-        Command::Get { keys, .. } => keys
-            .iter()
-            .any(|k| !k.options.is_plain() && !k.options.peek),
+        Command::Get { keys, .. } => keys.iter().any(|k| !k.options.is_plain()),
         _ => false,
     }
 }

@@ -17,6 +17,11 @@ pub fn wait_of(command: &Command) -> Option<Duration> {
     }
 }
 
+/// Whether a waiting request only peeks.
+fn peeks(entry: &Entry) -> bool {
+    matches!(&entry.command, Command::Get { keys, .. } if keys.first().is_some_and(|k| k.options.peek))
+}
+
 /// The queue a waiting request reads.
 fn queue_of(entry: &Entry) -> Vec<u8> {
     match &entry.command {
@@ -62,12 +67,25 @@ impl Waiters {
         waiting.insert(at, entry);
     }
 
-    /// Up to `n` of `queue`'s waiters, oldest first, to run again.
+    /// `queue`'s waiters, oldest first, to run again for `n` new messages:
+    /// `n` of them that take or open one, and every peeking one before
+    /// those (a peek leaves the message for the next).
     pub fn take(&mut self, queue: &[u8], n: usize) -> Vec<Entry> {
         let Some(waiting) = self.by_queue.get_mut(queue) else {
             return Vec::new();
         };
-        let taken: Vec<Entry> = waiting.drain(..n.min(waiting.len())).collect();
+        let mut count = 0;
+        let mut left = n;
+        for entry in waiting.iter() {
+            if left == 0 {
+                break;
+            }
+            count += 1;
+            if !peeks(entry) {
+                left -= 1;
+            }
+        }
+        let taken: Vec<Entry> = waiting.drain(..count).collect();
         if waiting.is_empty() {
             self.by_queue.remove(queue);
         }

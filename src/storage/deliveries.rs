@@ -79,16 +79,12 @@ impl Deliveries {
             .unwrap_or(0)
     }
 
-    /// Whether any message of `queue` has a count.
-    pub fn any(&self, queue: &[u8]) -> bool {
-        self.counts.get(queue).is_some_and(|c| !c.is_empty())
-    }
-
-    /// Whether some message of `queue` has been handed out `max` times.
-    pub fn any_reached(&self, queue: &[u8], max: u32) -> bool {
+    /// The messages of `queue` handed out at least `max` times.
+    pub fn reached(&self, queue: &[u8], max: u32) -> impl Iterator<Item = u32> + '_ {
         self.counts
             .get(queue)
-            .is_some_and(|c| c.values().any(|&n| n >= max))
+            .into_iter()
+            .flat_map(move |c| c.iter().filter(move |(_, &n)| n >= max).map(|(&r, _)| r))
     }
 
     /// Writes a message's count in `txn` (0 removes it). The file must

@@ -44,6 +44,10 @@ pub(super) struct Reads {
     /// Queues that got messages to hand out, and how many, since the
     /// reactor last asked.
     woken: Vec<(Vec<u8>, usize)>,
+    /// Per queue, how many messages it has been given to hand out (stored,
+    /// given back, dead-lettered) since the start: a waiting request
+    /// compares it when it is parked, so none given meanwhile is missed.
+    supply: HashMap<Vec<u8>, u64>,
 }
 
 #[derive(Default)]
@@ -58,8 +62,18 @@ struct Activity {
 }
 
 impl Reads {
-    pub(super) fn wake(&mut self, queue: &[u8], messages: usize) {
-        self.woken.push((queue.to_vec(), messages));
+    /// `queue` got `messages` to hand out: waiting requests may run again.
+    pub(super) fn supplied(&mut self, queue: &[u8], messages: usize, stats: &Stats) {
+        *self.supply.entry(queue.to_vec()).or_default() += messages as u64;
+        if stats.waiters.contains_key(queue) {
+            self.woken.push((queue.to_vec(), messages));
+        }
+    }
+
+    /// A queue was deleted: its leases and activity go with it.
+    pub(super) fn forget_queue(&mut self, queue: &[u8]) {
+        self.leases.release_queue(queue);
+        self.activity.remove(queue);
     }
 }
 
@@ -111,10 +125,15 @@ impl Executor {
                         log::error!("creating {}: {err}", storage::deliveries::FILE_NAME);
                     }
                 }
+                let leases = &self.reads.leases;
                 let due = max > 0
                     && key.options.hands_out()
                     && !key.options.peek
-                    && self.store.deliveries().any_reached(key.queue(), max);
+                    && self
+                        .store
+                        .deliveries()
+                        .reached(key.queue(), max)
+                        .any(|recno| !leases.is_open(key.queue(), recno));
                 let dead = dead_letter_queue(key.queue());
                 if !due || self.store.contains(&dead) {
                     continue;
@@ -360,24 +379,27 @@ impl Executor {
             self.reads.activity.entry(queue).or_default().dead_lettered += n;
         }
         for queue in pending.woken {
-            if stats.waiters.contains_key(&queue) {
-                self.reads.wake(&queue, 1);
-            }
+            self.reads.supplied(&queue, 1, stats);
         }
     }
 
     /// The connection `holder` is gone: its open messages are given back.
-    pub fn release_holder(&mut self, holder: u64) {
+    pub fn release_holder(&mut self, holder: u64, stats: &Stats) {
         for queue in self.reads.leases.release_holder(holder) {
-            self.reads.wake(&queue, 1);
+            self.reads.supplied(&queue, 1, stats);
         }
     }
 
     /// Gives back the open messages whose lease ran out by `now`.
-    pub fn expire_leases(&mut self, now: Instant) {
+    pub fn expire_leases(&mut self, now: Instant, stats: &Stats) {
         for queue in self.reads.leases.expire(now) {
-            self.reads.wake(&queue, 1);
+            self.reads.supplied(&queue, 1, stats);
         }
+    }
+
+    /// How many messages `queue` has been given to hand out so far.
+    pub fn supply(&self, queue: &[u8]) -> u64 {
+        self.reads.supply.get(queue).copied().unwrap_or(0)
     }
 
     /// When the next lease runs out.
