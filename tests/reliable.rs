@@ -8,8 +8,7 @@
 mod common;
 
 use common::*;
-use std::net::{TcpStream, UdpSocket};
-use std::os::unix::io::AsRawFd;
+use std::net::UdpSocket;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -172,27 +171,6 @@ fn wait_for_open(c: &mut Client, queue: &str, n: u64) {
     wait_until(&format!("{n} open on {queue}"), REPLY_TIMEOUT, || {
         dump_of(c, queue).contains(&want)
     });
-}
-
-/// Makes the next close of `stream` abortive (RST instead of FIN).
-#[allow(unsafe_code)] // setsockopt
-fn set_linger_zero(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the fd is open for the lifetime of `stream`, and the option
-    // value is a properly sized `linger` struct living on the stack.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_LINGER");
 }
 
 /// Sends `get <key>`: whether it handed out a message (`m1`, flags 0).

@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// `set <name> 0 0 7` with a 7-byte data block that reads `version`, then a
@@ -325,27 +323,6 @@ fn message_too_large_for_record_is_refused_and_discarded() {
     assert_eq!(msg.body, vec![b'B'; 1001]);
     c.call(b"get big\r\n", END);
     assert_eq!(c.queue_stats(), ["STAT big 1/1"]);
-}
-
-/// Makes the next close of `stream` abortive (RST instead of FIN).
-#[allow(unsafe_code)] // setsockopt
-fn set_linger_zero(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the fd is open for the lifetime of `stream`, and the option
-    // value is a properly sized `linger` struct living on the stack.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_LINGER");
 }
 
 /// Clients that vanish mid-command (half a data block, half a command line,

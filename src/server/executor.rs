@@ -75,6 +75,22 @@ pub struct Entry {
     pub seen_supply: u64,
 }
 
+impl Entry {
+    /// A command from `origin`, not yet run.
+    pub fn new(origin: Origin, command: Command) -> Entry {
+        Entry {
+            origin,
+            command,
+            noreply: false,
+            reserved: 0,
+            reply: Vec::new(),
+            waiting: false,
+            parked: None,
+            seen_supply: 0,
+        }
+    }
+}
+
 /// A waiting request's place among the waiters of its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parked {
@@ -235,19 +251,11 @@ impl Executor {
         };
         entry.reply.clear();
         for (i, slice) in keys.chunks(RECORDS_PER_TRANSACTION).enumerate() {
-            let mut part = [Entry {
-                origin: entry.origin,
-                command: Command::Get {
-                    keys: slice.to_vec(),
-                    cas: *cas,
-                },
-                noreply: false,
-                reserved: 0,
-                reply: Vec::new(),
-                waiting: false,
-                parked: None,
-                seen_supply: 0,
-            }];
+            let slice = Command::Get {
+                keys: slice.to_vec(),
+                cas: *cas,
+            };
+            let mut part = [Entry::new(entry.origin, slice)];
             self.run_transaction(&mut part, stats);
             let Some(values) = part[0].reply.strip_suffix(b"END\r\n") else {
                 if i == 0 {
@@ -638,14 +646,8 @@ mod tests {
 
     fn entry(command: Command, reply: Reply) -> Entry {
         Entry {
-            origin: Origin::Conn { index: 0, id: 1 },
-            command,
-            noreply: false,
-            reserved: 0,
             reply: reply.to_vec(),
-            waiting: false,
-            parked: None,
-            seen_supply: 0,
+            ..Entry::new(Origin::Conn { index: 0, id: 1 }, command)
         }
     }
 

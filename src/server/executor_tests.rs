@@ -83,16 +83,7 @@ fn get(queue: &str) -> Command {
 fn turn(executor: &mut Executor, stats: &mut Stats, commands: Vec<Command>) -> Vec<String> {
     let mut entries: Vec<Entry> = commands
         .into_iter()
-        .map(|command| Entry {
-            origin: Origin::Conn { index: 0, id: 1 },
-            command,
-            noreply: false,
-            reserved: 0,
-            reply: Vec::new(),
-            waiting: false,
-            parked: None,
-            seen_supply: 0,
-        })
+        .map(|command| Entry::new(Origin::Conn { index: 0, id: 1 }, command))
         .collect();
     executor.run(&mut entries, stats);
     entries

@@ -598,14 +598,9 @@ impl Reactor {
             conn.in_flight += 1;
             conn.reserved += reserved;
             self.entries.push(Entry {
-                origin: Origin::Conn { index, id: conn.id },
-                command: frame.command,
                 noreply: frame.noreply,
                 reserved,
-                reply: Vec::new(),
-                waiting: false,
-                parked: None,
-                seen_supply: 0,
+                ..Entry::new(Origin::Conn { index, id: conn.id }, frame.command)
             });
             if closes {
                 conn.closing = true;
@@ -679,14 +674,8 @@ impl Reactor {
                 let skip = (frame.discard as usize).min(payload.len());
                 payload = &payload[skip..];
                 self.entries.push(Entry {
-                    origin,
-                    command: frame.command,
                     noreply: frame.noreply,
-                    reserved: 0,
-                    reply: Vec::new(),
-                    waiting: false,
-                    parked: None,
-                    seen_supply: 0,
+                    ..Entry::new(origin, frame.command)
                 });
             }
             if self.entries.len() >= COMMANDS_PER_TURN {
