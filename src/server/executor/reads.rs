@@ -187,10 +187,14 @@ impl Executor {
 
     /// How often record `recno` of `queue` has been opened.
     fn deliveries_of(&self, queue: &[u8], recno: u32, pending: &PendingReads) -> u32 {
-        match pending.deliveries.get(&(queue.to_vec(), recno)) {
-            Some(&n) => n,
-            None => self.store.deliveries().count(queue, recno),
+        // Checked for emptiness first: plain gets pass here for every
+        // message and should not pay for building a key.
+        if !pending.deliveries.is_empty() {
+            if let Some(&n) = pending.deliveries.get(&(queue.to_vec(), recno)) {
+                return n;
+            }
         }
+        self.store.deliveries().count(queue, recno)
     }
 
     /// Writes a delivery count in `txn` (0 forgets it).
@@ -220,7 +224,9 @@ impl Executor {
         pending: &mut Pending,
     ) -> storage::Result<()> {
         pending.count(queue).get += 1;
-        pending.reads.released.insert((queue.to_vec(), recno));
+        if self.is_open(queue, recno, &pending.reads) {
+            pending.reads.released.insert((queue.to_vec(), recno));
+        }
         self.write_deliveries(txn, queue, recno, 0, &mut pending.reads)
     }
 
@@ -302,10 +308,11 @@ impl Executor {
             // the message back: a server error never takes a message.
             let message = item::decode(&record).ok_or(storage::Error::CorruptRecord)?;
             let delivered = self.deliveries_of(queue, recno, &pending.reads);
-            let dead = dead_letter_queue(queue);
             let used = message.encoded_len();
-            let fits = self.store.record_len(&dead).is_some_and(|len| used <= len);
-            if max > 0 && delivered >= max && !options.peek && fits {
+            let dead = (max > 0 && delivered >= max && !options.peek)
+                .then(|| dead_letter_queue(queue))
+                .filter(|dead| self.store.record_len(dead).is_some_and(|len| used <= len));
+            if let Some(dead) = dead {
                 if !consumed {
                     self.store.remove(txn, queue, recno)?;
                 }
