@@ -64,6 +64,9 @@ pub struct Config {
     /// Times a message may be handed out by `/open` without being closed
     /// before it moves to `<q>.dead` (--max-deliveries); 0 is unlimited.
     pub max_deliveries: u32,
+    /// What `version` and `stats` report (--report-version), for clients
+    /// that refuse 0.2.1, such as libmemcached; `None` is 0.2.1.
+    pub report_version: Option<String>,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             names_only_stats: false,
             lease_timeout_secs: 0,
             max_deliveries: 0,
+            report_version: None,
         }
     }
 }
@@ -155,6 +159,7 @@ fn options() -> getopts::Options {
     o.optflagmulti("v", "", "");
     o.optopt("", "lease-timeout", "", "SECS");
     o.optopt("", "max-deliveries", "", "NUM");
+    o.optopt("", "report-version", "", "VERSION");
     o
 }
 
@@ -296,6 +301,15 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
     if let Some(v) = ranged("max-deliveries", u32::MAX as u64)? {
         c.max_deliveries = v as u32;
     }
+    if let Some(v) = m.opt_str("report-version") {
+        // One token of printable ASCII, or the reply line would break.
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError(format!(
+                "Illegal argument \"report-version\": '{v}' must be one word of printable characters"
+            )));
+        }
+        c.report_version = Some(v);
+    }
     Ok(Invocation::Serve(Box::new(c)))
 }
 
@@ -348,6 +362,8 @@ mod tests {
         assert!(parse(&args("-B 4067")).is_ok());
         assert!(parse(&args("-A 8192 -B 4096")).is_ok());
         assert!(parse(&args("--max-deliveries x")).is_err());
+        assert!(parse(&args("--report-version 1.4.0")).is_ok());
+        assert!(parse(&args("--report-version")).is_err());
         assert!(parse(&args("-x"))
             .unwrap_err()
             .0

@@ -38,6 +38,8 @@ const HELP: &str = "memcacheq (Rust) 0.2.1 compatible
               closed within <secs> seconds, default 0 (never)
 --max-deliveries <num>   move a message opened <num> times and never closed
               to the queue '<q>.dead', default 0 (unlimited)
+--report-version <ver>   answer 'version' and 'stats' with <ver> instead of
+              0.2.1, for clients that refuse 0.2.1 (libmemcached)
 ";
 
 const LICENSE: &str = "memcacheq (Rust): a MemcacheQ 0.2.1 compatible message queue.

@@ -4,7 +4,8 @@ use crate::protocol::Reply;
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// The version clients see in `version` and `stats`.
+/// The version clients see in `version` and `stats`, unless
+/// `--report-version` says otherwise.
 pub const VERSION: &str = "0.2.1";
 
 /// Server-wide counters; owned by the reactor thread.
@@ -32,6 +33,8 @@ pub struct Stats {
     pub bytes_written: u64,
     /// -t, reported as `threads`.
     threads: u32,
+    /// Reported by `version` and `stats`.
+    version: String,
     /// Requests waiting with `/t=`, by queue (for `dump_stats`, and so the
     /// executor knows which queues someone waits on).
     pub waiters: HashMap<Vec<u8>, usize>,
@@ -51,8 +54,20 @@ impl Stats {
             bytes_read: 0,
             bytes_written: 0,
             threads,
+            version: VERSION.to_string(),
             waiters: HashMap::new(),
         }
+    }
+
+    /// Reports `version` instead of MemcacheQ 0.2.1's.
+    pub fn with_version(mut self, version: &str) -> Stats {
+        self.version = version.to_string();
+        self
+    }
+
+    /// What `version` and `stats` report.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// When the server started.
@@ -81,7 +96,7 @@ impl Stats {
             ("pid", std::process::id().to_string()),
             ("uptime", self.started.elapsed().as_secs().to_string()),
             ("time", now.to_string()),
-            ("version", VERSION.to_string()),
+            ("version", self.version.clone()),
             ("pointer_size", (usize::BITS).to_string()),
             ("rusage_user", user),
             ("rusage_system", system),

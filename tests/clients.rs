@@ -559,3 +559,42 @@ fn pymemcache_reliable_and_blocking_reads() {
         ],
     );
 }
+
+/// What to do when libmemcached's tools are missing.
+const LIBMEMCACHED_HINT: &str = "run scripts/test, which installs libmemcached-tools";
+
+/// libmemcached 1.1 (memcstat, memccat) refuses a server whose version
+/// has a major number of 0, so it refuses `VERSION 0.2.1`, as it does
+/// with MemcacheQ 0.2.1; `--report-version 1.4.0` lets it in: memcstat
+/// prints the server's stats and memccat takes a message off its queue.
+#[test]
+fn libmemcached_works_with_report_version() {
+    let home = Home::new();
+    let plain = home.start(&[]);
+    let servers = format!("--servers=127.0.0.1:{}", plain.port);
+    let out = run("memcstat", &[&servers], LIBMEMCACHED_HINT);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("failed to parse major version"),
+        "memcstat against VERSION 0.2.1: {said}"
+    );
+    plain.stop();
+
+    let server = home.start(&["--report-version", "1.4.0"]);
+    let mut c = server.client();
+    c.call(b"version\r\n", b"VERSION 1.4.0\r\n");
+    c.set("jobs", 0, b"from libmemcached");
+    let servers = format!("--servers=127.0.0.1:{}", server.port);
+    let out = run("memcstat", &[&servers], LIBMEMCACHED_HINT);
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "memcstat failed: {stats}");
+    assert!(stats.contains("version: 1.4.0"), "memcstat printed: {stats}");
+    assert!(stats.contains(&format!("pid: {}", server.pid())), "{stats}");
+    let out = run("memccat", &[&servers, "jobs"], LIBMEMCACHED_HINT);
+    assert_lines(&out, &["from libmemcached"]);
+    assert_eq!(c.queue_stats(), ["STAT jobs 1/1"]);
+}

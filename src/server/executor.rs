@@ -12,7 +12,7 @@ use crate::fatal;
 use crate::log_limit;
 use crate::protocol::{reply, Command, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
-use crate::stats::{Stats, VERSION};
+use crate::stats::Stats;
 
 use super::ReadSettings;
 
@@ -288,7 +288,7 @@ impl Executor {
                 e.reply.clear();
                 e.waiting = false;
             }
-            match self.try_transaction(entries, &failed, &mut pending) {
+            match self.try_transaction(entries, &failed, &mut pending, stats.version()) {
                 Ok(()) => {
                     self.apply(pending, stats);
                     return;
@@ -376,6 +376,7 @@ impl Executor {
         entries: &mut [Entry],
         failed: &[Option<Reply<'static>>],
         pending: &mut Pending,
+        version: &str,
     ) -> Result<(), Stop> {
         // A clone, so the transaction does not borrow `self`.
         let env = self.store.env().clone();
@@ -417,7 +418,7 @@ impl Executor {
                     if matches!(other, Command::Refused(Refusal::BadDataChunk)) {
                         pending.set_cmds += 1;
                     }
-                    fixed_reply(other, &mut e.reply);
+                    fixed_reply(other, &mut e.reply, version);
                     Ok(())
                 }
             };
@@ -515,7 +516,7 @@ impl Executor {
             Command::Flush { queue } => self.flush(queue, out),
             Command::Checkpoint => ok_or_error(self.store.env().checkpoint(), out),
             Command::Archive => ok_or_error(self.store.env().remove_unneeded_logs(), out),
-            other => fixed_reply(other, out),
+            other => fixed_reply(other, out, stats.version()),
         }
     }
 
@@ -552,9 +553,9 @@ fn in_transaction(command: &Command) -> bool {
 }
 
 /// Replies that need no storage.
-fn fixed_reply(command: &Command, out: &mut Vec<u8>) {
+fn fixed_reply(command: &Command, out: &mut Vec<u8>, version: &str) {
     match command {
-        Command::Version => Reply::Version(VERSION).encode(out),
+        Command::Version => Reply::Version(version).encode(out),
         Command::Verbosity => Reply::Ok.encode(out),
         Command::Refused(refusal) => refusal.reply().encode(out),
         _ => {}
@@ -613,7 +614,7 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
                 };
                 reply.encode(&mut e.reply);
             }
-            other => fixed_reply(other, &mut e.reply),
+            other => fixed_reply(other, &mut e.reply, stats.version()),
         }
     }
 }

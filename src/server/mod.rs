@@ -91,6 +91,8 @@ pub struct ServeOptions {
     pub queue_stats: QueueStatsFormat,
     /// --lease-timeout and --max-deliveries: reliable reads.
     pub reads: ReadSettings,
+    /// --report-version: what `version` and `stats` report instead of 0.2.1.
+    pub report_version: Option<String>,
 }
 
 impl From<&Config> for ServeOptions {
@@ -113,6 +115,7 @@ impl From<&Config> for ServeOptions {
                     .then(|| Duration::from_secs(config.lease_timeout_secs)),
                 max_deliveries: config.max_deliveries,
             },
+            report_version: config.report_version.clone(),
         }
     }
 }

@@ -125,7 +125,10 @@ impl Reactor {
             ready: Vec::new(),
             parser,
             executor,
-            stats: Stats::new(options.threads),
+            stats: match &options.report_version {
+                Some(version) => Stats::new(options.threads).with_version(version),
+                None => Stats::new(options.threads),
+            },
             max_connections: options.max_connections,
             read_limit: MAX_GET_LINE.max(MAX_LINE + record_len as usize) + 64 * 1024,
             entries: Vec::new(),
