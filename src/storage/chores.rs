@@ -114,51 +114,88 @@ impl Signal {
     }
 }
 
-/// Counts the records the store writes (stores, takes, deletes) and wakes
-/// the trickle chore every `every` of them, so that it looks at the cache
-/// while it fills and never while the server is idle. Clones share the
-/// count; without a trickle chore the count is all there is.
+/// What the store tells the trickle chore: how many records it writes
+/// (stores and takes), so that the chore looks at the cache every so many
+/// of them and never while the server is idle; how many messages the
+/// queues hold, since only a backlog that competes for the cache needs
+/// pages written ahead of time; and when Berkeley DB closes an extent
+/// file of a deep queue. Clones share the counts; without a trickle chore
+/// the counts are all there is.
 #[derive(Clone)]
 pub struct CacheWatch {
     inner: Arc<Watch>,
 }
 
 struct Watch {
+    /// Records stored or taken so far.
     written: AtomicU64,
+    /// Wake the chore every this many records written.
     every: u64,
+    /// Messages in all queues (stored minus taken), about.
+    backlog: AtomicU64,
+    /// From this many messages on, the backlog competes for the cache.
+    deep: u64,
     signal: Arc<Signal>,
 }
 
 impl CacheWatch {
-    /// A watch waking its chore every `every` records (at least one).
-    pub fn new(every: u64) -> CacheWatch {
+    /// A watch waking its chore every `every` records written, and
+    /// calling a backlog deep from `deep` messages on.
+    pub fn new(every: u64, deep: u64) -> CacheWatch {
         CacheWatch {
             inner: Arc::new(Watch {
                 written: AtomicU64::new(0),
                 every: every.max(1),
+                backlog: AtomicU64::new(0),
+                deep,
                 signal: Arc::default(),
             }),
         }
     }
 
     /// A watch for a cache of `cache_bytes` holding records of about
-    /// `record_len` bytes: a wake-up per hundredth of the cache.
+    /// `record_len` bytes: a wake-up per hundredth of the cache, and a
+    /// backlog is deep once its records would fill a quarter of it.
     pub fn for_cache(cache_bytes: u64, record_len: u64) -> CacheWatch {
-        CacheWatch::new(cache_bytes / (100 * record_len.max(1)))
+        let records = cache_bytes / record_len.max(1);
+        CacheWatch::new(records / 100, records / 4)
     }
 
-    /// Counts `records` more records written.
-    pub fn wrote(&self, records: u64) {
+    /// Counts `n` messages the queues held when they were opened.
+    pub fn held(&self, n: u64) {
+        self.inner.backlog.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` messages stored.
+    pub fn stored(&self, n: u64) {
+        self.inner.backlog.fetch_add(n, Ordering::Relaxed);
+        self.wrote(n);
+    }
+
+    /// Counts `n` messages taken off (or deleted with their queue, when
+    /// `wrote` is false).
+    pub fn taken(&self, n: u64, wrote: bool) {
+        let backlog = &self.inner.backlog;
+        let _ = backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            Some(b.saturating_sub(n))
+        });
+        if wrote {
+            self.wrote(n);
+        }
+    }
+
+    fn wrote(&self, n: u64) {
         let every = self.inner.every;
-        let before = self.inner.written.fetch_add(records, Ordering::Relaxed);
-        if before / every != (before + records) / every {
+        let before = self.inner.written.fetch_add(n, Ordering::Relaxed);
+        if before / every != (before + n) / every {
             self.inner.signal.nudge();
         }
     }
 
-    /// Says that Berkeley DB has just closed an extent file that may still
-    /// have dirty pages in the cache: the trickle chore writes them at
-    /// once (see [`trickle_loop`]).
+    /// Says that Berkeley DB has just closed an extent file of a queue
+    /// with a backlog, whose dirty pages the reactor can no longer write
+    /// to make room: the trickle chore writes them at once (see
+    /// [`trickle_loop`]).
     pub fn extent_closed(&self) {
         self.inner.signal.hurry();
     }
@@ -166,6 +203,16 @@ impl CacheWatch {
     /// Records written so far.
     pub fn written(&self) -> u64 {
         self.inner.written.load(Ordering::Relaxed)
+    }
+
+    /// Messages in the queues, about.
+    pub fn backlog(&self) -> u64 {
+        self.inner.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queues hold enough messages to compete for the cache.
+    pub fn is_deep(&self) -> bool {
+        self.backlog() >= self.inner.deep
     }
 }
 
@@ -201,13 +248,13 @@ impl Chores {
         let percent = schedule.trickle_percent;
         match watch {
             Some(watch) => {
-                let signal = Arc::clone(&watch.inner.signal);
-                chores.signals.push(Arc::clone(&signal));
+                chores.signals.push(Arc::clone(&watch.inner.signal));
                 let env = env.clone();
+                let watch = watch.clone();
                 let period = schedule.trickle;
                 let handle = thread::Builder::new()
                     .name("bdb-trickle".into())
-                    .spawn(move || trickle_loop(&env, &signal, period, percent))?;
+                    .spawn(move || trickle_loop(&env, &watch, period, percent))?;
                 chores.threads.push(handle);
             }
             None => {
@@ -274,9 +321,17 @@ fn report(label: &str, result: bdb::Result<()>) {
 }
 
 /// The trickle thread: towards `percent` clean pages every `period`, as
-/// the original; and whenever woken by its [`CacheWatch`], every dirty
-/// page once more than (100 - `percent`) percent of the cache is dirty.
-fn trickle_loop(env: &Env, signal: &Signal, period: Option<Duration>, percent: i32) {
+/// the original; and while the queues hold a deep backlog, whenever woken
+/// by its [`CacheWatch`], every dirty page once more than 10 percent (or
+/// 100 - `percent`, if less) of the cache is dirty.
+///
+/// Without a deep backlog the cache fills with pages whose messages were
+/// taken, and the reactor drops or writes those itself when it needs room
+/// (cheaply: their log records are long on disk); writing them here
+/// instead would also write the few pages the reactor is changing right
+/// then, which it must then wait for.
+fn trickle_loop(env: &Env, watch: &CacheWatch, period: Option<Duration>, percent: i32) {
+    let signal = &watch.inner.signal;
     let mut due = period.map(|p| Instant::now() + p);
     loop {
         let wait = due.map(|at| at.saturating_duration_since(Instant::now()));
@@ -290,7 +345,8 @@ fn trickle_loop(env: &Env, signal: &Signal, period: Option<Duration>, percent: i
                 );
                 due = period.map(|p| Instant::now() + p);
             }
-            Woke::Nudged => report("trickle", trickle_if_needed(env, percent)),
+            Woke::Nudged if watch.is_deep() => report("trickle", trickle_if_needed(env, percent)),
+            Woke::Nudged => {}
             Woke::Urgent => report("trickle", trickle_all(env)),
         }
     }
@@ -353,23 +409,39 @@ mod tests {
 
     #[test]
     fn the_watch_nudges_every_so_many_records() {
-        let watch = CacheWatch::new(10);
+        let watch = CacheWatch::new(10, 100);
         let signal = &watch.inner.signal;
-        watch.wrote(9);
+        watch.stored(9);
         assert_eq!(signal.wait(Some(Duration::ZERO)), Woke::Due);
-        watch.wrote(1);
+        watch.taken(1, true);
         assert_eq!(signal.wait(Some(Duration::ZERO)), Woke::Nudged);
         assert_eq!(signal.wait(Some(Duration::ZERO)), Woke::Due);
-        watch.wrote(25);
+        watch.stored(25);
         assert_eq!(signal.wait(None), Woke::Nudged);
+        watch.extent_closed();
+        assert_eq!(signal.wait(None), Woke::Urgent);
         assert_eq!(watch.written(), 35);
         signal.stop();
         assert_eq!(signal.wait(None), Woke::Stopped);
     }
 
     #[test]
+    fn the_watch_knows_a_deep_backlog() {
+        let watch = CacheWatch::new(10, 100);
+        watch.held(60);
+        watch.stored(39);
+        assert!(!watch.is_deep());
+        watch.stored(1);
+        assert!(watch.is_deep());
+        watch.taken(50, true);
+        watch.taken(70, false);
+        assert_eq!((watch.backlog(), watch.written()), (0, 90));
+    }
+
+    #[test]
     fn a_watch_sized_for_the_cache() {
-        assert_eq!(CacheWatch::for_cache(64 << 20, 1024).inner.every, 655);
+        let watch = CacheWatch::for_cache(64 << 20, 1024);
+        assert_eq!((watch.inner.every, watch.inner.deep), (655, 16384));
         assert_eq!(CacheWatch::for_cache(1 << 20, 1 << 20).inner.every, 1);
     }
 }

@@ -11,6 +11,12 @@ use super::queue_list::{self, Counts};
 use crate::bdb::{Database, Env, EnvConfig, IfMissing, QueueFormat, Txn};
 use crate::queue_name::NameRules;
 
+/// Messages a queue must hold (as last committed) for the dirty pages of
+/// an extent file it leaves to be written at once: a short queue's head
+/// soon empties the extent file, which Berkeley DB then removes, pages
+/// and all.
+const DEEP_QUEUE: u64 = 1024;
+
 struct Queue {
     /// The open DB_QUEUE database.
     db: Database,
@@ -76,6 +82,7 @@ impl QueueStore {
                 continue;
             }
             let db = Database::open_queue(&store.env, None, &name, format, IfMissing::Create)?;
+            store.watch.held(counts.waiting());
             store.add_open(&name, db, counts)?;
         }
         log::info!(
@@ -175,6 +182,7 @@ impl QueueStore {
             return Ok(false);
         };
         let counts = queue.counts;
+        self.watch.taken(counts.waiting(), false);
         // Berkeley DB removes a database only once every handle is closed.
         drop(queue);
         let counted = self.deliveries.records_of(name);
@@ -205,10 +213,13 @@ impl QueueStore {
             return Ok(None);
         }
         let recno = queue.db.append(txn, record)?;
-        self.watch.wrote(1);
-        if queue.extents.is_some_and(|e| e.ends_extent(recno)) {
+        self.watch.stored(1);
+        if queue.extents.is_some_and(|e| e.ends_extent(recno))
+            && queue.counts.waiting() >= DEEP_QUEUE
+        {
             // Berkeley DB has just closed the extent file, whose dirty
-            // pages the reactor can no longer write to make room.
+            // pages the reactor can no longer write to make room, and
+            // whose messages wait to be taken.
             self.watch.extent_closed();
         }
         Ok(Some(recno))
@@ -235,7 +246,7 @@ impl QueueStore {
     /// not there.
     pub fn remove(&self, txn: &Txn<'_>, name: &[u8], recno: u32) -> Result<bool> {
         let removed = self.queue(name)?.db.delete_record(txn, recno)?;
-        self.watch.wrote(u64::from(removed));
+        self.watch.taken(u64::from(removed), true);
         Ok(removed)
     }
 
@@ -244,7 +255,7 @@ impl QueueStore {
         match self.queues.get(name) {
             Some(queue) => {
                 let removed = queue.db.truncate(txn)?;
-                self.watch.wrote(u64::from(removed));
+                self.watch.taken(u64::from(removed), true);
                 Ok(removed)
             }
             None => Ok(0),
@@ -274,7 +285,7 @@ impl QueueStore {
         };
         buf.resize(queue.record_len, 0);
         let taken = queue.db.consume(txn, buf)?;
-        self.watch.wrote(u64::from(taken.is_some()));
+        self.watch.taken(u64::from(taken.is_some()), true);
         Ok(taken)
     }
 
