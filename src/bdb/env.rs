@@ -35,8 +35,8 @@ pub struct LockStats {
     pub deadlocks: u64,
 }
 
-/// The memory pool (DB_ENV->memp_stat): its size, how much of it is
-/// dirty, and who wrote its pages.
+/// The memory pool (DB_ENV->memp_stat): its size and how much of it is
+/// dirty.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// The cache's size in bytes (Berkeley DB adds a quarter to a -m
@@ -48,12 +48,6 @@ pub struct CacheStats {
     pub pages: u64,
     /// Of those, pages modified but not yet written to their files.
     pub dirty_pages: u64,
-    /// Pages written by memp_trickle.
-    pub written_by_trickle: u64,
-    /// Dirty pages a thread needing room wrote out itself (st_rw_evict).
-    pub dirty_evicted: u64,
-    /// Clean pages dropped to make room (st_ro_evict).
-    pub clean_evicted: u64,
 }
 
 impl CacheStats {
@@ -277,7 +271,7 @@ impl Env {
         Ok(cache.dirty_pages * cache.page_size)
     }
 
-    /// The memory pool's size, fill and writes (DB_ENV->memp_stat, without
+    /// The memory pool's size and fill (DB_ENV->memp_stat, without
     /// per-file figures).
     pub fn cache_stats(&self) -> Result<CacheStats> {
         let mut raw: *mut sys::DB_MPOOL_STAT = ptr::null_mut();
@@ -299,9 +293,6 @@ impl Env {
                 page_size: u64::from(s.st_pagesize),
                 pages: u64::from(s.st_pages),
                 dirty_pages: u64::from(s.st_page_dirty),
-                written_by_trickle: s.st_page_trickle as u64,
-                dirty_evicted: s.st_rw_evict as u64,
-                clean_evicted: s.st_ro_evict as u64,
             };
             libc::free(stat.as_ptr() as *mut c_void);
             Ok(stats)

@@ -3,14 +3,16 @@
 //! environment").
 //!
 //! Trickle has two reasons to run. The original's clock: every -T seconds,
-//! memp_trickle towards -e percent clean pages. And the cache's need: the
-//! store counts the records it writes ([`CacheWatch`]) and wakes the
+//! memp_trickle towards -e percent clean pages. And a deep backlog's need:
+//! the store counts the records it writes ([`CacheWatch`]) and wakes the
 //! trickle thread each time about a hundredth of the cache may have been
-//! dirtied; once more than (100 - e) percent of the cache is dirty, the
-//! thread writes every dirty page. A thread that needs room in the cache
-//! (the reactor, storing a message) then drops a clean page instead of
-//! writing a dirty one itself, and never waits for the log flush that
-//! writing a page demands first.
+//! dirtied; while the queues hold more messages than a quarter of the
+//! cache, once more than 10 percent of it is dirty (or 100 - e, if less),
+//! the thread writes every dirty page, and it does so at once when a deep
+//! queue leaves an extent file. A thread that needs room in the cache (the
+//! reactor, storing a message) then drops a clean page instead of writing
+//! a dirty one itself; and a closed extent file's pages, which it could
+//! not write at all, do not stay in the cache for good.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -352,8 +354,8 @@ fn trickle_loop(env: &Env, watch: &CacheWatch, period: Option<Duration>, percent
     }
 }
 
-/// Writes every dirty page if more than (100 - `percent`) percent of the
-/// cache is dirty.
+/// Writes every dirty page if more than 10 percent of the cache (or 100 -
+/// `percent`, if less) is dirty.
 fn trickle_if_needed(env: &Env, percent: i32) -> bdb::Result<()> {
     let cache = env.cache_stats()?;
     if !needs_trickle(cache.dirty_pages, cache.capacity(), percent.max(90)) {
