@@ -18,6 +18,13 @@ use std::time::{Duration, Instant};
 const PRODUCERS: usize = 4;
 /// Upper bound of sets per producer; the kill comes long before.
 const MAX_PER_PRODUCER: usize = 50_000;
+/// A small cache (8 MB: about 2,500 pages, 7,500 messages) and small
+/// extent files (64 pages, 192 messages), so that a backlog is soon many
+/// times the cache and spread over many extent files.
+const SMALL_CACHE: &[&str] = &["-m", "8", "-E", "64"];
+/// Messages acknowledged before the kill in the deep backlog test: five
+/// times what the small cache holds.
+const DEEP_BACKLOG: usize = 40_000;
 /// Commands per write while streaming.
 const BATCH: usize = 50;
 
@@ -52,8 +59,8 @@ fn kill_when(server: Server, at: usize, count: impl Fn() -> usize) {
     server.kill9();
 }
 
-/// One connection streaming sets into its own queue `p<n>`, counting the
-/// `STORED` replies as they arrive.
+/// One connection streaming sets of producer `p` into a queue, counting
+/// the `STORED` replies as they arrive. Message `i` has flags `i`.
 struct Producer {
     /// Sets acknowledged with `STORED`.
     acked: Arc<AtomicUsize>,
@@ -66,10 +73,10 @@ struct Producer {
 }
 
 impl Producer {
-    fn start(port: u16, p: usize) -> Producer {
+    fn start(port: u16, p: usize, queue: &str) -> Producer {
         let mut client = Client::connect(port);
         let out = client.stream.try_clone().expect("clone stream");
-        let queue = format!("p{p}");
+        let queue = queue.to_string();
         let sent = Arc::new(AtomicUsize::new(0));
         let sent_w = sent.clone();
         let writer = thread::spawn(move || {
@@ -101,6 +108,34 @@ impl Producer {
             reader,
         }
     }
+}
+
+/// Kills the server (SIGKILL) once `producers` have had `at` sets
+/// acknowledged in all, and returns how many sets each had acknowledged
+/// and how many it had written by then.
+fn kill_during(server: Server, at: usize, producers: Vec<Producer>) -> (Vec<usize>, Vec<usize>) {
+    let acked_total = || {
+        producers
+            .iter()
+            .map(|p| p.acked.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    kill_when(server, at, acked_total);
+    let mut acked = Vec::new();
+    let mut sent = Vec::new();
+    for (p, producer) in producers.into_iter().enumerate() {
+        producer.writer.join().expect("writer thread");
+        let odd = producer.reader.join().expect("reader thread");
+        assert_eq!(odd, Vec::<String>::new(), "producer {p} got other replies");
+        acked.push(producer.acked.load(Ordering::SeqCst));
+        sent.push(producer.sent.load(Ordering::SeqCst));
+    }
+    assert!(
+        acked.iter().zip(&sent).any(|(a, s)| a < s),
+        "every set was acknowledged before the kill; the test proves nothing"
+    );
+    eprintln!("at the kill: acknowledged {acked:?}, written {sent:?}");
+    (acked, sent)
 }
 
 /// Parses a `STAT <q> <set>/<get>` line list into (queue, set, get).
@@ -148,29 +183,9 @@ fn acknowledged_sets_survive_kill_9() {
     let home = Home::new();
     let server = home.start(&[]);
     let producers: Vec<Producer> = (0..PRODUCERS)
-        .map(|p| Producer::start(server.port, p))
+        .map(|p| Producer::start(server.port, p, &format!("p{p}")))
         .collect();
-    let acked_total = || {
-        producers
-            .iter()
-            .map(|p| p.acked.load(Ordering::SeqCst))
-            .sum::<usize>()
-    };
-    kill_when(server, 2000, acked_total);
-    let mut acked = Vec::new();
-    let mut sent = Vec::new();
-    for (p, producer) in producers.into_iter().enumerate() {
-        producer.writer.join().expect("writer thread");
-        let odd = producer.reader.join().expect("reader thread");
-        assert_eq!(odd, Vec::<String>::new(), "producer {p} got other replies");
-        acked.push(producer.acked.load(Ordering::SeqCst));
-        sent.push(producer.sent.load(Ordering::SeqCst));
-    }
-    assert!(
-        acked.iter().zip(&sent).any(|(a, s)| a < s),
-        "every set was acknowledged before the kill; the test proves nothing"
-    );
-    eprintln!("at the kill: acknowledged {acked:?}, written {sent:?}");
+    let (acked, sent) = kill_during(server, 2000, producers);
 
     let server = home.start(&[]);
     let mut c = server.client();
@@ -209,6 +224,64 @@ fn acknowledged_sets_survive_kill_9() {
     // A graceful restart keeps the drained counters.
     let server = home.start(&[]);
     assert_eq!(counters(&server.client().queue_stats()), after);
+}
+
+/// Four producers stream pipelined sets into one queue until it holds
+/// several times what the cache does, over many extent files, so that the
+/// cache is full of queue pages and Berkeley DB writes them out (the
+/// trickle chore, evictions, extent files closing) when the server is
+/// killed with SIGKILL. After a restart every acknowledged message is
+/// there exactly once, each producer's in order with nothing missing in
+/// between, nothing beyond what was written, and the counters agree.
+#[test]
+fn acknowledged_sets_survive_kill_9_during_a_deep_backlog() {
+    let home = Home::new();
+    let server = home.start(SMALL_CACHE);
+    let producers: Vec<Producer> = (0..PRODUCERS)
+        .map(|p| Producer::start(server.port, p, "deep"))
+        .collect();
+    let (acked, sent) = kill_during(server, DEEP_BACKLOG, producers);
+
+    let server = home.start(SMALL_CACHE);
+    let mut c = server.client();
+    let before = counters(&c.queue_stats());
+    let msgs = drain_pipelined(&mut c, "deep");
+    // Each producer's messages, in the order they came out.
+    let mut next = [0; PRODUCERS];
+    for m in &msgs {
+        let body = String::from_utf8(m.body.clone()).expect("ascii body");
+        let (p, i) = body
+            .strip_prefix("producer-")
+            .and_then(|rest| rest.split_once("-message-"))
+            .and_then(|(p, i)| Some((p.parse::<usize>().ok()?, i.parse::<usize>().ok()?)))
+            .unwrap_or_else(|| panic!("not a message of this test: {body:?}"));
+        assert!(p < PRODUCERS, "{body:?}");
+        assert_eq!(
+            (i, m.flags.clone()),
+            (next[p], next[p].to_string()),
+            "producer {p}: message out of order, duplicated or missing"
+        );
+        next[p] += 1;
+    }
+    for p in 0..PRODUCERS {
+        assert!(
+            next[p] >= acked[p],
+            "producer {p}: {} acknowledged, {} delivered",
+            acked[p],
+            next[p]
+        );
+        assert!(
+            next[p] <= sent[p],
+            "producer {p}: {} written, {} delivered",
+            sent[p],
+            next[p]
+        );
+    }
+    assert_eq!(
+        before,
+        [("deep".to_string(), msgs.len(), 0)],
+        "counters after kill -9"
+    );
 }
 
 /// A consumer streams pipelined `get`s while the server is killed with

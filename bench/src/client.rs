@@ -67,6 +67,16 @@ impl Queue {
             close: GetRequest::new(&format!("{name}/close")),
         }
     }
+
+    /// `set <name> 0 0 <size>\r\n<data>\r\n`, to pipeline.
+    pub fn set_request(&self) -> &[u8] {
+        &self.set
+    }
+
+    /// `get <name>\r\n`, to pipeline.
+    pub fn get_request(&self) -> &[u8] {
+        &self.get.bytes
+    }
 }
 
 /// How a request went wrong.
@@ -156,11 +166,29 @@ impl Client {
     /// Appends a message to `queue`; only `STORED` is a success.
     pub fn set(&mut self, queue: &Queue) -> Result<(), RequestError> {
         self.writer.write_all(&queue.set)?;
+        self.read_stored()
+    }
+
+    /// Writes `requests` (several, to pipeline them) in one call; their
+    /// replies are read with [`Client::read_stored`] and
+    /// [`Client::read_got`], in order.
+    pub fn send(&mut self, requests: &[u8]) -> Result<(), RequestError> {
+        Ok(self.writer.write_all(requests)?)
+    }
+
+    /// Reads the reply of a `set`; only `STORED` is a success.
+    pub fn read_stored(&mut self) -> Result<(), RequestError> {
         self.read_line()?;
         if self.line != b"STORED\r\n" {
             return Err(unexpected("set", &self.line));
         }
         Ok(())
+    }
+
+    /// Reads the reply of a plain `get` of `queue`, as [`Client::get`]
+    /// checks it.
+    pub fn read_got(&mut self, queue: &Queue) -> Result<GetOutcome, RequestError> {
+        self.read_fetched("get", queue.get.key())
     }
 
     /// Takes a message off `queue` (memcached merely reads it). Accepts
@@ -212,12 +240,18 @@ impl Client {
     /// the request in errors.
     fn fetch(&mut self, what: &str, request: &GetRequest) -> Result<GetOutcome, RequestError> {
         self.writer.write_all(&request.bytes)?;
+        self.read_fetched(what, request.key())
+    }
+
+    /// Reads the reply of a `get` of `key`: `END`, or one `VALUE` echoing
+    /// `key` with a well-formed body, then `END`.
+    fn read_fetched(&mut self, what: &str, key: &[u8]) -> Result<GetOutcome, RequestError> {
         self.read_line()?;
         if self.line == b"END\r\n" {
             return Ok(GetOutcome::Miss);
         }
         let size = self
-            .value_size(request.key())
+            .value_size(key)
             .ok_or_else(|| unexpected(what, &self.line))?;
         self.data.resize(size + 2, 0);
         self.reader.read_exact(&mut self.data)?;

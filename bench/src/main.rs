@@ -17,10 +17,16 @@
 //! - `worker`: the timed loop of one connection, and which queues it uses.
 //! - `histogram`: log-linear latency buckets, mergeable across threads.
 //! - `report`: totals, printed as a key=value line and optionally JSON.
+//! - `backlog`: backlog mode.
+//!
+//! `--backlog N` measures something else: N messages stored into one
+//! queue as fast as pipelined batches allow, then taken off the same way,
+//! with the rate of every tenth of N (see `backlog`).
 //!
 //! Exit status: 0 after a clean run, 1 when a request failed or none
 //! succeeded (the figures are printed all the same), 2 on bad usage.
 
+mod backlog;
 mod client;
 mod histogram;
 mod options;
@@ -64,6 +70,9 @@ fn main() -> ExitCode {
 
 /// Runs the benchmark and prints the result; true if it was clean.
 fn run(config: Arc<Config>) -> Result<bool, String> {
+    if let Some(backlog) = config.backlog {
+        return backlog::run(&config, backlog);
+    }
     // Connect everything first: a server that is not there is a clear
     // failure, not a run full of errors.
     let mut clients = Vec::with_capacity(config.connections);

@@ -22,6 +22,15 @@ const MAX_KEY_LEN: usize = 250;
 const MAX_SECONDS: f64 = 86_400.0;
 /// The `/t=` of blocking reads when `--wait-ms` is not given.
 const DEFAULT_WAIT_MS: u64 = 1000;
+/// Requests per pipelined write in backlog mode, when `--batch` is not
+/// given.
+const DEFAULT_BATCH: usize = 500;
+/// Batches larger than this could make the server stop reading (it owes a
+/// connection at most 1 MiB of replies) while this tool still writes.
+const MAX_BATCH: usize = 700;
+/// The reply timeout of a backlog run: a server writing out its cache may
+/// rightly stall for seconds.
+const BACKLOG_TIMEOUT: f64 = 60.0;
 
 /// Which requests each connection sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +90,48 @@ impl Read {
     }
 }
 
+/// Which parts of a backlog run to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Store the messages.
+    Fill,
+    /// Take them off again.
+    Drain,
+    /// Fill, then drain.
+    Both,
+}
+
+impl Phase {
+    fn parse(text: &str) -> Option<Phase> {
+        match text {
+            "fill" => Some(Phase::Fill),
+            "drain" => Some(Phase::Drain),
+            "both" => Some(Phase::Both),
+            _ => None,
+        }
+    }
+
+    pub fn fills(self) -> bool {
+        matches!(self, Phase::Fill | Phase::Both)
+    }
+
+    pub fn drains(self) -> bool {
+        matches!(self, Phase::Drain | Phase::Both)
+    }
+}
+
+/// `--backlog`: fill one queue with many messages as fast as pipelining
+/// allows, then drain it the same way (see `backlog`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    /// Messages to store, then to take.
+    pub messages: u64,
+    /// Requests per write: each connection writes this many, then reads
+    /// their replies.
+    pub batch: usize,
+    pub phase: Phase,
+}
+
 /// Everything a run needs to know.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -116,6 +167,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Print a JSON line after the text line.
     pub json: bool,
+    /// Backlog mode instead of the closed loop, if asked for.
+    pub backlog: Option<Backlog>,
 }
 
 impl Config {
@@ -231,6 +284,25 @@ fn options() -> Options {
          a blocking read gets --wait-ms more (5)",
         "SECS",
     );
+    opts.optopt(
+        "",
+        "backlog",
+        "backlog mode: fill one queue with N messages, pipelined, then drain \
+         it; prints the rate of every tenth of N",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "batch",
+        "backlog mode: requests per pipelined write (500)",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "phase",
+        "backlog mode: fill, drain or both (both)",
+        "PHASE",
+    );
     opts.optflag("j", "json", "also print the result as one JSON line");
     opts.optflag("h", "help", "print this help");
     opts
@@ -267,6 +339,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         return Err(format!("--connections must be 1..={MAX_CONNECTIONS}"));
     }
 
+    let backlog = backlog(&matches)?;
     let requests = match matches.opt_str("requests") {
         None => None,
         Some(text) => Some(number(Some(text), "--requests", 0u64)?),
@@ -274,7 +347,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if requests == Some(0) {
         return Err("--requests must be at least 1".into());
     }
-    let default_duration = if requests.is_some() {
+    let default_duration = if backlog.is_some() {
+        MAX_SECONDS
+    } else if requests.is_some() {
         REQUESTS_TIME_LIMIT
     } else {
         DEFAULT_DURATION
@@ -284,7 +359,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         return Err("--duration must be more than 0".into());
     }
     let warmup = seconds(matches.opt_str("warmup"), "--warmup", 1.0)?;
-    let timeout = seconds(matches.opt_str("timeout"), "--timeout", 5.0)?;
+    let default_timeout = if backlog.is_some() {
+        BACKLOG_TIMEOUT
+    } else {
+        5.0
+    };
+    let timeout = seconds(matches.opt_str("timeout"), "--timeout", default_timeout)?;
     if timeout < Duration::from_millis(1) {
         return Err("--timeout must be at least 0.001".into());
     }
@@ -327,7 +407,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         }
     }
 
-    let default_queues = if producers > 0 {
+    let default_queues = if backlog.is_some() {
+        1
+    } else if producers > 0 {
         producers.min(connections - producers)
     } else {
         connections
@@ -356,6 +438,50 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         producers,
         timeout,
         json: matches.opt_present("json"),
+        backlog,
+    }))
+}
+
+/// The backlog options, checked against the closed loop's.
+fn backlog(matches: &getopts::Matches) -> Result<Option<Backlog>, String> {
+    let Some(text) = matches.opt_str("backlog") else {
+        for name in ["batch", "phase"] {
+            if matches.opt_present(name) {
+                return Err(format!("--{name} needs --backlog"));
+            }
+        }
+        return Ok(None);
+    };
+    let messages = number(Some(text), "--backlog", 0u64)?;
+    if messages == 0 {
+        return Err("--backlog must be at least 1".into());
+    }
+    for name in [
+        "requests",
+        "mix",
+        "read",
+        "producers",
+        "queues",
+        "warmup",
+        "json",
+    ] {
+        if matches.opt_present(name) {
+            return Err(format!("--{name} does not go with --backlog"));
+        }
+    }
+    let batch = number(matches.opt_str("batch"), "--batch", DEFAULT_BATCH)?;
+    if !(1..=MAX_BATCH).contains(&batch) {
+        return Err(format!("--batch must be 1..={MAX_BATCH}"));
+    }
+    let phase = match matches.opt_str("phase") {
+        None => Phase::Both,
+        Some(text) => Phase::parse(&text)
+            .ok_or_else(|| format!("--phase must be fill, drain or both, not {text:?}"))?,
+    };
+    Ok(Some(Backlog {
+        messages,
+        batch,
+        phase,
     }))
 }
 
@@ -448,6 +574,37 @@ mod tests {
         assert_eq!(c.duration, Duration::from_secs(600));
         assert_eq!((c.read, c.producers, c.consumers()), (Read::Plain, 0, 0));
         assert!(c.is_classic());
+        assert_eq!(c.backlog, None);
+    }
+
+    #[test]
+    fn backlog() {
+        let c = run(&["--backlog", "1000", "-c", "4"]).unwrap();
+        let want = Backlog {
+            messages: 1000,
+            batch: 500,
+            phase: Phase::Both,
+        };
+        assert_eq!((c.backlog, c.queues), (Some(want), 1));
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        let c = run(&["--backlog", "10", "--batch", "7", "--phase", "drain"]).unwrap();
+        let b = c.backlog.unwrap();
+        assert_eq!(
+            (b.batch, b.phase.fills(), b.phase.drains()),
+            (7, false, true)
+        );
+        for args in [
+            &["--backlog", "0"][..],
+            &["--backlog", "10", "--batch", "0"],
+            &["--backlog", "10", "--batch", "701"],
+            &["--backlog", "10", "--phase", "all"],
+            &["--backlog", "10", "--mix", "set"],
+            &["--backlog", "10", "--requests", "5"],
+            &["--batch", "10"],
+            &["--phase", "fill"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

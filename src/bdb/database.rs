@@ -234,6 +234,22 @@ impl Database {
         Ok(len)
     }
 
+    /// The page size of the database.
+    pub fn page_size(&self) -> Result<u32> {
+        let mut size = 0;
+        // SAFETY: an open handle; `size` outlives the call.
+        check(unsafe { method!(self.as_ptr(), get_pagesize, &mut size) })?;
+        Ok(size)
+    }
+
+    /// The pages per extent file of a queue database (0: no extents).
+    pub fn extent_pages(&self) -> Result<u32> {
+        let mut pages = 0;
+        // SAFETY: an open handle; `pages` outlives the call.
+        check(unsafe { method!(self.as_ptr(), get_q_extentsize, &mut pages) })?;
+        Ok(pages)
+    }
+
     /// Appends `record` to a queue; returns its record number.
     pub fn append(&self, txn: &Txn<'_>, record: &[u8]) -> Result<u32> {
         let mut recno: u32 = 0;

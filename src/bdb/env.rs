@@ -35,6 +35,30 @@ pub struct LockStats {
     pub deadlocks: u64,
 }
 
+/// The memory pool (DB_ENV->memp_stat): its size and how much of it is
+/// dirty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// The cache's size in bytes (Berkeley DB adds a quarter to a -m
+    /// below 500 MB).
+    pub bytes: u64,
+    /// The page size the pool assumes (that of most databases).
+    pub page_size: u64,
+    /// Pages in the cache now.
+    pub pages: u64,
+    /// Of those, pages modified but not yet written to their files.
+    pub dirty_pages: u64,
+}
+
+impl CacheStats {
+    /// About how many pages the cache holds when full.
+    pub fn capacity(&self) -> u64 {
+        self.bytes
+            .checked_div(self.page_size)
+            .map_or(self.pages, |pages| pages.max(self.pages))
+    }
+}
+
 /// The C handle; closed when the last `Env` clone goes away.
 struct EnvHandle<T> {
     ptr: NonNull<sys::DB_ENV>,
@@ -243,6 +267,13 @@ impl Env {
 
     /// Bytes of cache pages modified but not yet written to their files.
     pub fn dirty_cache_bytes(&self) -> Result<u64> {
+        let cache = self.cache_stats()?;
+        Ok(cache.dirty_pages * cache.page_size)
+    }
+
+    /// The memory pool's size and fill (DB_ENV->memp_stat, without
+    /// per-file figures).
+    pub fn cache_stats(&self) -> Result<CacheStats> {
         let mut raw: *mut sys::DB_MPOOL_STAT = ptr::null_mut();
         // SAFETY: a live environment with a memory pool; no per-file
         // statistics are asked for; the malloc'd result is read and freed
@@ -257,9 +288,14 @@ impl Env {
             ))?;
             let stat = non_null(raw)?;
             let s = stat.as_ref();
-            let bytes = u64::from(s.st_page_dirty) * u64::from(s.st_pagesize);
+            let stats = CacheStats {
+                bytes: u64::from(s.st_gbytes) * (1 << 30) + u64::from(s.st_bytes),
+                page_size: u64::from(s.st_pagesize),
+                pages: u64::from(s.st_pages),
+                dirty_pages: u64::from(s.st_page_dirty),
+            };
             libc::free(stat.as_ptr() as *mut c_void);
-            Ok(bytes)
+            Ok(stats)
         }
     }
 

@@ -42,7 +42,7 @@ mod tests;
 mod txn;
 
 pub use database::{Cursor, Database, IfMissing, QueueFormat};
-pub use env::{Env, EnvConfig, LockStats};
+pub use env::{CacheStats, Env, EnvConfig, LockStats};
 pub use error::{Error, Result};
 pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};
 pub use txn::Txn;

@@ -14,12 +14,20 @@
 //! With -N a commit is all there is and replies go out right after it, as
 //! long as the log file being written is allocated in full (`LogReserve`):
 //! what was acknowledged can then always be written, full disk or not.
-//! When it could not be allocated, -N turns wait for a flush like the
-//! default mode's.
+//! When it is not (Berkeley DB has just moved on to a new log file, or the
+//! disk is full), -N turns wait for a flush like the default mode's, and
+//! this thread allocates the file after that flush: the reactor never
+//! flushes the log itself. With -N this thread also flushes the log in the
+//! background, every [`NOSYNC_FLUSH`] while turns commit; no reply waits
+//! for that, but Berkeley DB no longer has to flush a log file's last
+//! megabytes on the reactor when it moves on to the next file, nor the
+//! log when the reactor writes out an old page to make room.
 
 use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use mio::Waker;
 
@@ -28,6 +36,11 @@ use crate::bdb::{self, Env};
 use crate::fatal;
 use crate::log_limit;
 use crate::storage::LogReserve;
+
+/// How often, with -N, the log is flushed in the background while turns
+/// commit. Measured at 16 connections: p99.9 of 1.3-1.7 ms at 10 ms,
+/// 1.9-3.3 ms at 50 ms, 3.8-5.3 ms at 200 ms, 6-10 ms without.
+const NOSYNC_FLUSH: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 struct Progress {
@@ -81,6 +94,11 @@ struct Shared {
     progress: Mutex<Progress>,
     /// Wakes the flusher when a turn commits, and waiters when one settles.
     changed: Condvar,
+    /// The newest log file allocated in full (0: none yet).
+    reserved: AtomicU32,
+    /// With -N, turns committed so far (replies held or not), for the
+    /// background flush.
+    commits: AtomicU64,
 }
 
 impl Shared {
@@ -92,10 +110,9 @@ impl Shared {
 pub struct LogFlusher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    /// With -N, tells whether the log file being written is allocated in
-    /// full; `None` in the default mode, where every turn waits for a flush
-    /// (and the thread keeps the log file allocated).
-    nosync: Option<LogReserve>,
+    /// The environment, to see which log file is being written; `None` in
+    /// the default mode, where every turn waits for a flush.
+    nosync: Option<Env>,
 }
 
 impl LogFlusher {
@@ -103,14 +120,11 @@ impl LogFlusher {
     pub fn start(env: Env, waker: Waker, durability: Durability) -> io::Result<LogFlusher> {
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
-        let reserve = LogReserve::new(&env);
-        let (nosync, thread_reserve) = match durability {
-            Durability::NoSync => (Some(reserve), None),
-            Durability::FlushBeforeReply => (None, Some(reserve)),
-        };
+        let nosync = (durability == Durability::NoSync).then(|| env.clone());
+        let background = nosync.is_some().then_some(NOSYNC_FLUSH);
         let thread = thread::Builder::new()
             .name("log-flush".into())
-            .spawn(move || flush_loop(&env, &worker, &waker, thread_reserve))?;
+            .spawn(move || flush_loop(&env, &worker, &waker, background))?;
         Ok(LogFlusher {
             shared,
             thread: Some(thread),
@@ -120,11 +134,19 @@ impl LogFlusher {
 
     /// Whether the replies of the turn just committed must wait for a
     /// flush: always in the default mode; with -N only while the log file
-    /// being written is not allocated in full.
+    /// being written is not allocated in full (the flush that settles the
+    /// turn is followed by its allocation).
     pub fn holds_replies(&mut self) -> bool {
-        match &mut self.nosync {
-            None => true,
-            Some(reserve) => !reserve.check(),
+        let Some(env) = &self.nosync else {
+            return true;
+        };
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        match env.log_tail_file() {
+            Ok(file) => file != self.shared.reserved.load(Ordering::Acquire),
+            Err(e) => {
+                log_limit::error!("log stat", "reading the log position failed: {e}");
+                true
+            }
         }
     }
 
@@ -167,47 +189,81 @@ impl Drop for LogFlusher {
     }
 }
 
-fn flush_loop(env: &Env, shared: &Shared, waker: &Waker, mut reserve: Option<LogReserve>) {
-    if let Some(reserve) = &mut reserve {
-        reserve.check();
-    }
+/// Flushes whenever a turn commits (the default mode) or replies wait for
+/// it (-N), and with `background` (-N) also that often while turns commit;
+/// keeps the log file being written allocated in full.
+fn flush_loop(env: &Env, shared: &Shared, waker: &Waker, background: Option<Duration>) {
+    let mut reserve = LogReserve::new(env);
+    keep_reserved(&mut reserve, shared);
+    let mut flushed_commits = 0;
     loop {
         let target = {
             let mut p = shared.lock();
-            while p.committed == p.settled() && !p.stopping {
-                p = shared.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+            loop {
+                if p.committed != p.settled() || p.stopping {
+                    break;
+                }
+                match background {
+                    None => p = shared.changed.wait(p).unwrap_or_else(|e| e.into_inner()),
+                    Some(period) => {
+                        let (guard, timeout) = shared
+                            .changed
+                            .wait_timeout(p, period)
+                            .unwrap_or_else(|e| e.into_inner());
+                        p = guard;
+                        let commits = shared.commits.load(Ordering::Relaxed);
+                        if timeout.timed_out() && commits != flushed_commits {
+                            break;
+                        }
+                    }
+                }
             }
-            if p.committed == p.settled() {
+            if p.committed == p.settled() && p.stopping {
                 return;
             }
             p.committed
         };
+        let commits = shared.commits.load(Ordering::Relaxed);
         let flushed = env.flush_log();
-        {
+        if flushed.is_ok() {
+            flushed_commits = commits;
+        }
+        let settled = {
             let mut p = shared.lock();
-            match flushed {
-                Ok(()) => p.durable = target,
-                Err(e) => {
-                    p.failed = target;
-                    p.error = Some(e);
+            let settles = target > p.settled();
+            if settles {
+                match flushed {
+                    Ok(()) => p.durable = target,
+                    Err(e) => {
+                        p.failed = target;
+                        p.error = Some(e);
+                    }
                 }
             }
-        }
-        shared.changed.notify_all();
-        if let Err(e) = waker.wake() {
-            log::error!("waking the reactor failed: {e}");
+            settles
+        };
+        if settled {
+            shared.changed.notify_all();
+            if let Err(e) = waker.wake() {
+                log::error!("waking the reactor failed: {e}");
+            }
         }
         match flushed {
-            Err(e) if !fatal::check("flushing the log", e) => log_limit::error!(
+            Err(e) if fatal::check("flushing the log", e) => {}
+            Err(e) if settled => log_limit::error!(
                 "log flush",
                 "flushing the log failed, sets not acknowledged: {e}"
             ),
-            Err(_) => {}
-            Ok(()) => {
-                if let Some(reserve) = &mut reserve {
-                    reserve.check();
-                }
-            }
+            Err(e) => log_limit::error!("log flush", "flushing the log failed: {e}"),
+            Ok(()) => keep_reserved(&mut reserve, shared),
         }
+    }
+}
+
+/// Allocates the log file being written in full if it is not yet, and
+/// publishes the newest one that is.
+fn keep_reserved(reserve: &mut LogReserve, shared: &Shared) {
+    if let Some(file) = reserve.check() {
+        shared.reserved.store(file, Ordering::Release);
     }
 }

@@ -317,7 +317,8 @@ fn open_store(config: &Config) -> Result<QueueStore, String> {
 }
 
 /// Starts the checkpoint, trickle and deadlock-detection threads (-C, -T,
-/// -e, -D).
+/// -e, -D); trickle also runs when the store's writes fill the cache with
+/// dirty pages.
 fn start_chores(config: &Config, store: &QueueStore) -> Result<Chores, String> {
     let schedule = ChoreSchedule {
         checkpoint: seconds(config.checkpoint_secs),
@@ -326,7 +327,7 @@ fn start_chores(config: &Config, store: &QueueStore) -> Result<Chores, String> {
         deadlock_detect: (config.deadlock_ms > 0)
             .then(|| Duration::from_millis(config.deadlock_ms)),
     };
-    Chores::start(store.env(), schedule)
+    Chores::start_watching(store.env(), schedule, Some(store.cache_watch()))
         .map_err(|e| format!("can't start the background chores: {e}"))
 }
 

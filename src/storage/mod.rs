@@ -11,7 +11,7 @@ pub mod queue_list;
 mod queues;
 mod space;
 
-pub use chores::{ChoreSchedule, Chores};
+pub use chores::{CacheWatch, ChoreSchedule, Chores};
 pub use error::{Error, Result};
 pub use home_lock::{HomeLock, HomeLockError};
 pub use queue_list::Counts;

@@ -18,6 +18,11 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Messages stored and not taken off (0 if the counters say less).
+    pub fn waiting(self) -> u64 {
+        u64::try_from(self.set.saturating_sub(self.get)).unwrap_or(0)
+    }
+
     /// The 16-byte value: set then get, little-endian i64.
     pub fn encode(self) -> [u8; 16] {
         let mut out = [0; 16];

@@ -4,17 +4,26 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::chores::CacheWatch;
 use super::deliveries::{self, Deliveries};
 use super::error::{Error, Result};
 use super::queue_list::{self, Counts};
 use crate::bdb::{Database, Env, EnvConfig, IfMissing, QueueFormat, Txn};
 use crate::queue_name::NameRules;
 
+/// Messages a queue must hold (as last committed) for the dirty pages of
+/// an extent file it leaves to be written at once: a short queue's head
+/// soon empties the extent file, which Berkeley DB then removes, pages
+/// and all.
+const DEEP_QUEUE: u64 = 1024;
+
 struct Queue {
     /// The open DB_QUEUE database.
     db: Database,
     /// Its record length, which may differ from -B for older queues.
     record_len: usize,
+    /// Where its records fall in its extent files, if it has any.
+    extents: Option<Extents>,
     /// Counters as last committed.
     counts: Counts,
 }
@@ -37,6 +46,8 @@ pub struct QueueStore {
     max_record_len: usize,
     /// How often handed-out messages have been handed out.
     deliveries: Deliveries,
+    /// Counts the records written, for the trickle chore.
+    watch: CacheWatch,
 }
 
 impl QueueStore {
@@ -58,6 +69,7 @@ impl QueueStore {
             names,
             max_record_len: format.record_len as usize,
             deliveries: Deliveries::default(),
+            watch: CacheWatch::for_cache(env_config.cache_bytes, u64::from(format.record_len)),
         };
         let has_counts = home.join(deliveries::FILE_NAME).exists();
         store.deliveries = Deliveries::open(&store.env, has_counts)?;
@@ -70,6 +82,7 @@ impl QueueStore {
                 continue;
             }
             let db = Database::open_queue(&store.env, None, &name, format, IfMissing::Create)?;
+            store.watch.held(counts.waiting());
             store.add_open(&name, db, counts)?;
         }
         log::info!(
@@ -82,6 +95,11 @@ impl QueueStore {
 
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// What tells the trickle chore how much the queues have written.
+    pub fn cache_watch(&self) -> &CacheWatch {
+        &self.watch
     }
 
     /// The directory the environment was opened in.
@@ -143,11 +161,14 @@ impl QueueStore {
 
     /// Starts serving an open queue database.
     fn add_open(&mut self, name: &[u8], db: Database, counts: Counts) -> Result<()> {
-        let record_len = db.record_len()? as usize;
+        let record_len = db.record_len()?;
+        let extents = Extents::of(db.page_size()?, record_len, db.extent_pages()?);
+        let record_len = record_len as usize;
         self.max_record_len = self.max_record_len.max(record_len);
         let queue = Queue {
             db,
             record_len,
+            extents,
             counts,
         };
         self.queues.insert(name.to_vec(), queue);
@@ -161,6 +182,7 @@ impl QueueStore {
             return Ok(false);
         };
         let counts = queue.counts;
+        self.watch.taken(counts.waiting(), false);
         // Berkeley DB removes a database only once every handle is closed.
         drop(queue);
         let counted = self.deliveries.records_of(name);
@@ -190,7 +212,17 @@ impl QueueStore {
         if record.len() > queue.record_len {
             return Ok(None);
         }
-        Ok(Some(queue.db.append(txn, record)?))
+        let recno = queue.db.append(txn, record)?;
+        self.watch.stored(1);
+        if queue.extents.is_some_and(|e| e.ends_extent(recno))
+            && queue.counts.waiting() >= DEEP_QUEUE
+        {
+            // Berkeley DB has just closed the extent file, whose dirty
+            // pages the reactor can no longer write to make room, and
+            // whose messages wait to be taken.
+            self.watch.extent_closed();
+        }
+        Ok(Some(recno))
     }
 
     /// Reads into `buf` the oldest record of `name` whose record number
@@ -213,13 +245,19 @@ impl QueueStore {
     /// Deletes record `recno` of `name` in `txn`; `Ok(false)` when it is
     /// not there.
     pub fn remove(&self, txn: &Txn<'_>, name: &[u8], recno: u32) -> Result<bool> {
-        Ok(self.queue(name)?.db.delete_record(txn, recno)?)
+        let removed = self.queue(name)?.db.delete_record(txn, recno)?;
+        self.watch.taken(u64::from(removed), true);
+        Ok(removed)
     }
 
     /// Deletes every message of `name` in `txn`; returns how many.
     pub fn flush(&self, txn: &Txn<'_>, name: &[u8]) -> Result<u32> {
         match self.queues.get(name) {
-            Some(queue) => Ok(queue.db.truncate(txn)?),
+            Some(queue) => {
+                let removed = queue.db.truncate(txn)?;
+                self.watch.taken(u64::from(removed), true);
+                Ok(removed)
+            }
             None => Ok(0),
         }
     }
@@ -246,7 +284,9 @@ impl QueueStore {
             return Ok(None);
         };
         buf.resize(queue.record_len, 0);
-        Ok(queue.db.consume(txn, buf)?)
+        let taken = queue.db.consume(txn, buf)?;
+        self.watch.taken(u64::from(taken.is_some()), true);
+        Ok(taken)
     }
 
     /// Writes `name`'s counters plus `delta` into `queue.list` in `txn`.
@@ -271,5 +311,64 @@ impl QueueStore {
 
     fn queue(&self, name: &[u8]) -> Result<&Queue> {
         self.queues.get(name).ok_or(Error::NoSuchQueue)
+    }
+}
+
+/// Where a queue's records fall in its extent files, as Berkeley DB lays
+/// them out: page 0 of the queue's own file holds the metadata, record `n`
+/// is on page 1 + (n - 1) / records per page, and extent file `k` holds
+/// pages k * pages per extent + 1 to (k + 1) * pages per extent. A page
+/// holds a 28-byte header, then records of one flag byte and the record
+/// length, each rounded up to 4 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Extents {
+    records_per_page: u32,
+    pages: u32,
+}
+
+impl Extents {
+    /// Berkeley DB's queue page header (without checksums).
+    const PAGE_HEADER: u32 = 28;
+
+    /// The layout of a queue of pages of `page_size` bytes and records of
+    /// `record_len`, with `pages` per extent file; `None` without extents.
+    fn of(page_size: u32, record_len: u32, pages: u32) -> Option<Extents> {
+        let slot = (record_len + 1).next_multiple_of(4);
+        let records_per_page = page_size.saturating_sub(Self::PAGE_HEADER) / slot;
+        (pages > 0 && records_per_page > 0).then_some(Extents {
+            records_per_page,
+            pages,
+        })
+    }
+
+    /// Whether record `recno` is the last one of its extent file: once it
+    /// is appended, Berkeley DB closes the file ("leaving the extent"), so
+    /// that only memp_trickle or a checkpoint can write its dirty pages
+    /// from then on.
+    fn ends_extent(self, recno: u32) -> bool {
+        let per_extent = u64::from(self.records_per_page) * u64::from(self.pages);
+        u64::from(recno) % per_extent == 0 || recno == u32::MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Extents;
+
+    #[test]
+    fn berkeley_db_leaves_an_extent_after_its_last_record() {
+        // The defaults: 3 records of 1024 bytes per 4096-byte page, 16384
+        // pages per extent.
+        let e = Extents::of(4096, 1024, 16384).unwrap();
+        assert_eq!(e.records_per_page, 3);
+        assert!(!e.ends_extent(1));
+        assert!(!e.ends_extent(49151));
+        assert!(e.ends_extent(49152));
+        assert!(!e.ends_extent(49153));
+        assert!(e.ends_extent(2 * 49152));
+        assert!(e.ends_extent(u32::MAX));
+        // 100-byte records: (4096 - 28) / 104.
+        assert_eq!(Extents::of(4096, 100, 4).unwrap().records_per_page, 39);
+        assert_eq!(Extents::of(4096, 1024, 0), None);
     }
 }

@@ -209,32 +209,32 @@ impl LogReserve {
         }
     }
 
-    /// Whether the log file now being written is allocated in full, so
-    /// that what is logged into it can always be written. A new log file is
-    /// allocated here (flushing the log first if Berkeley DB has not
-    /// created it yet); one that could not be is tried again at most once
-    /// a second.
-    pub fn check(&mut self) -> bool {
+    /// The number of the log file now being written if it is allocated in
+    /// full, so that what is logged into it can always be written; `None`
+    /// if it is not. A new log file is allocated here (flushing the log
+    /// first if Berkeley DB has not created it yet); one that could not be
+    /// is tried again at most once a second.
+    pub fn check(&mut self) -> Option<u32> {
         let file = match self.env.log_tail_file() {
             Ok(file) => file,
             Err(e) => {
                 log_limit::error!("log stat", "reading the log position failed: {e}");
-                return false;
+                return None;
             }
         };
         if file == self.reserved {
-            return true;
+            return Some(file);
         }
         if let Some((short, tried)) = self.short {
             if short == file && tried.elapsed() < LOG_RETRY {
-                return false;
+                return None;
             }
         }
         match self.allocate(file) {
             Ok(()) => {
                 self.reserved = file;
                 self.short = None;
-                true
+                Some(file)
             }
             Err(e) => {
                 log_limit::error!(
@@ -242,7 +242,7 @@ impl LogReserve {
                     "can't allocate log file {file} in full ({e}); writing the log may fail"
                 );
                 self.short = Some((file, Instant::now()));
-                false
+                None
             }
         }
     }
