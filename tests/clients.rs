@@ -592,7 +592,10 @@ fn libmemcached_works_with_report_version() {
     let out = run("memcstat", &[&servers], LIBMEMCACHED_HINT);
     let stats = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "memcstat failed: {stats}");
-    assert!(stats.contains("version: 1.4.0"), "memcstat printed: {stats}");
+    assert!(
+        stats.contains("version: 1.4.0"),
+        "memcstat printed: {stats}"
+    );
     assert!(stats.contains(&format!("pid: {}", server.pid())), "{stats}");
     let out = run("memccat", &[&servers, "jobs"], LIBMEMCACHED_HINT);
     assert_lines(&out, &["from libmemcached"]);
