@@ -4,15 +4,23 @@
 //!
 //! Trickle has two reasons to run. The original's clock: every -T seconds,
 //! memp_trickle towards -e percent clean pages. And a deep backlog's need:
-//! the store counts the records it writes ([`CacheWatch`]) and wakes the
+//! the store counts the messages it stores ([`CacheWatch`]) and wakes the
 //! trickle thread each time about a hundredth of the cache may have been
-//! dirtied; while the queues hold more messages than a quarter of the
+//! filled; while the queues hold more messages than a quarter of the
 //! cache, once more than 10 percent of it is dirty (or 100 - e, if less),
 //! the thread writes every dirty page, and it does so at once when a deep
 //! queue leaves an extent file. A thread that needs room in the cache (the
 //! reactor, storing a message) then drops a clean page instead of writing
 //! a dirty one itself; and a closed extent file's pages, which it could
 //! not write at all, do not stay in the cache for good.
+//!
+//! Taking messages does not wake the thread: the pages it leaves dirty
+//! hold no message any more, and the reactor drops or writes them cheaply
+//! when it needs room (their log records are on disk by then), or
+//! Berkeley DB discards them with their emptied extent file. Draining a
+//! deep backlog that way runs 10-20% faster than with the thread writing
+//! them (157,000-180,000 messages/s against 145,000-164,000, 2,000,000
+//! messages, two cores shared with the load).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -116,22 +124,22 @@ impl Signal {
     }
 }
 
-/// What the store tells the trickle chore: how many records it writes
-/// (stores and takes), so that the chore looks at the cache every so many
-/// of them and never while the server is idle; how many messages the
-/// queues hold, since only a backlog that competes for the cache needs
-/// pages written ahead of time; and when Berkeley DB closes an extent
-/// file of a deep queue. Clones share the counts; without a trickle chore
-/// the counts are all there is.
+/// What the store tells the trickle chore: how many messages it stores,
+/// so that the chore looks at the cache every so many of them and never
+/// while nothing is stored; how many messages the queues hold, since only
+/// a backlog that competes for the cache needs pages written ahead of
+/// time; and when Berkeley DB closes an extent file of a deep queue.
+/// Clones share the counts; without a trickle chore the counts are all
+/// there is.
 #[derive(Clone)]
 pub struct CacheWatch {
     inner: Arc<Watch>,
 }
 
 struct Watch {
-    /// Records stored or taken so far.
-    written: AtomicU64,
-    /// Wake the chore every this many records written.
+    /// Messages stored so far.
+    stored: AtomicU64,
+    /// Wake the chore every this many messages stored.
     every: u64,
     /// Messages in all queues (stored minus taken), about.
     backlog: AtomicU64,
@@ -141,12 +149,12 @@ struct Watch {
 }
 
 impl CacheWatch {
-    /// A watch waking its chore every `every` records written, and
+    /// A watch waking its chore every `every` messages stored, and
     /// calling a backlog deep from `deep` messages on.
     pub fn new(every: u64, deep: u64) -> CacheWatch {
         CacheWatch {
             inner: Arc::new(Watch {
-                written: AtomicU64::new(0),
+                stored: AtomicU64::new(0),
                 every: every.max(1),
                 backlog: AtomicU64::new(0),
                 deep,
@@ -171,27 +179,19 @@ impl CacheWatch {
     /// Counts `n` messages stored.
     pub fn stored(&self, n: u64) {
         self.inner.backlog.fetch_add(n, Ordering::Relaxed);
-        self.wrote(n);
+        let every = self.inner.every;
+        let before = self.inner.stored.fetch_add(n, Ordering::Relaxed);
+        if before / every != (before + n) / every {
+            self.inner.signal.nudge();
+        }
     }
 
-    /// Counts `n` messages taken off (or deleted with their queue, when
-    /// `wrote` is false).
-    pub fn taken(&self, n: u64, wrote: bool) {
+    /// Counts `n` messages taken off, or deleted with their queue.
+    pub fn taken(&self, n: u64) {
         let backlog = &self.inner.backlog;
         let _ = backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
             Some(b.saturating_sub(n))
         });
-        if wrote {
-            self.wrote(n);
-        }
-    }
-
-    fn wrote(&self, n: u64) {
-        let every = self.inner.every;
-        let before = self.inner.written.fetch_add(n, Ordering::Relaxed);
-        if before / every != (before + n) / every {
-            self.inner.signal.nudge();
-        }
     }
 
     /// Says that Berkeley DB has just closed an extent file of a queue
@@ -202,9 +202,9 @@ impl CacheWatch {
         self.inner.signal.hurry();
     }
 
-    /// Records written so far.
-    pub fn written(&self) -> u64 {
-        self.inner.written.load(Ordering::Relaxed)
+    /// Messages stored so far.
+    pub fn stored_so_far(&self) -> u64 {
+        self.inner.stored.load(Ordering::Relaxed)
     }
 
     /// Messages in the queues, about.
@@ -414,15 +414,16 @@ mod tests {
         let watch = CacheWatch::new(10, 100);
         let signal = &watch.inner.signal;
         watch.stored(9);
+        watch.taken(5);
         assert_eq!(signal.wait(Some(Duration::ZERO)), Woke::Due);
-        watch.taken(1, true);
+        watch.stored(1);
         assert_eq!(signal.wait(Some(Duration::ZERO)), Woke::Nudged);
         assert_eq!(signal.wait(Some(Duration::ZERO)), Woke::Due);
         watch.stored(25);
         assert_eq!(signal.wait(None), Woke::Nudged);
         watch.extent_closed();
         assert_eq!(signal.wait(None), Woke::Urgent);
-        assert_eq!(watch.written(), 35);
+        assert_eq!(watch.stored_so_far(), 35);
         signal.stop();
         assert_eq!(signal.wait(None), Woke::Stopped);
     }
@@ -435,9 +436,9 @@ mod tests {
         assert!(!watch.is_deep());
         watch.stored(1);
         assert!(watch.is_deep());
-        watch.taken(50, true);
-        watch.taken(70, false);
-        assert_eq!((watch.backlog(), watch.written()), (0, 90));
+        watch.taken(50);
+        watch.taken(70);
+        assert_eq!((watch.backlog(), watch.stored_so_far()), (0, 40));
     }
 
     #[test]

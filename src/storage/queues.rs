@@ -46,7 +46,7 @@ pub struct QueueStore {
     max_record_len: usize,
     /// How often handed-out messages have been handed out.
     deliveries: Deliveries,
-    /// Counts the records written, for the trickle chore.
+    /// Counts the messages stored and held, for the trickle chore.
     watch: CacheWatch,
 }
 
@@ -182,7 +182,7 @@ impl QueueStore {
             return Ok(false);
         };
         let counts = queue.counts;
-        self.watch.taken(counts.waiting(), false);
+        self.watch.taken(counts.waiting());
         // Berkeley DB removes a database only once every handle is closed.
         drop(queue);
         let counted = self.deliveries.records_of(name);
@@ -246,7 +246,7 @@ impl QueueStore {
     /// not there.
     pub fn remove(&self, txn: &Txn<'_>, name: &[u8], recno: u32) -> Result<bool> {
         let removed = self.queue(name)?.db.delete_record(txn, recno)?;
-        self.watch.taken(u64::from(removed), true);
+        self.watch.taken(u64::from(removed));
         Ok(removed)
     }
 
@@ -255,7 +255,7 @@ impl QueueStore {
         match self.queues.get(name) {
             Some(queue) => {
                 let removed = queue.db.truncate(txn)?;
-                self.watch.taken(u64::from(removed), true);
+                self.watch.taken(u64::from(removed));
                 Ok(removed)
             }
             None => Ok(0),
@@ -285,7 +285,7 @@ impl QueueStore {
         };
         buf.resize(queue.record_len, 0);
         let taken = queue.db.consume(txn, buf)?;
-        self.watch.taken(u64::from(taken.is_some()), true);
+        self.watch.taken(u64::from(taken.is_some()));
         Ok(taken)
     }
 
