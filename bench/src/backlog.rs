@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Client, GetOutcome, Queue};
 use crate::options::{Backlog, Config};
-use crate::share;
+use crate::{join_all, share};
 
 /// Into how many blocks a phase's messages are cut for their rates.
 const BLOCKS: u64 = 10;
@@ -137,13 +137,7 @@ fn phase(config: &Arc<Config>, backlog: Backlog, work: Work) -> Result<bool, Str
     }
     start.wait();
     let began = Instant::now();
-    let tallies: Vec<Tally> = handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .map_err(|_| "a connection thread panicked".to_string())
-        })
-        .collect::<Result<_, _>>()?;
+    let tallies: Vec<Tally> = join_all(handles)?;
     let elapsed = began.elapsed();
     let at = marks.at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let done: u64 = tallies.iter().map(|t| t.done).sum();

@@ -105,13 +105,7 @@ fn run(config: Arc<Config>) -> Result<bool, String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         handles.push(handle);
     }
-    let tallies: Vec<Tally> = handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .map_err(|_| "a connection thread panicked".to_string())
-        })
-        .collect::<Result<_, _>>()?;
+    let tallies: Vec<Tally> = join_all(handles)?;
 
     let summary = Summary::new(&tallies);
     println!("{}", summary.text(&config));
@@ -128,6 +122,17 @@ fn run(config: Arc<Config>) -> Result<bool, String> {
 }
 
 /// Connection `conn`'s part of `total` requests split over `conns`.
+/// Waits for every connection thread; what each returned, in order.
+fn join_all<T>(handles: Vec<thread::JoinHandle<T>>) -> Result<Vec<T>, String> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| "a connection thread panicked".to_string())
+        })
+        .collect()
+}
+
 fn share(total: u64, conn: usize, conns: usize) -> u64 {
     let conns = conns as u64;
     total / conns + u64::from((conn as u64) < total % conns)
