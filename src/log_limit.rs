@@ -77,6 +77,25 @@ macro_rules! error {
 }
 pub(crate) use error;
 
+/// Checks something the server relies on and never expects to be false: a
+/// violation panics in debug builds (the tests run those), and in release
+/// builds is logged as an error, at most once a second, and serving goes on.
+macro_rules! invariant {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            if cfg!(debug_assertions) {
+                panic!("invariant violated: {}", format_args!($($arg)+));
+            }
+            $crate::log_limit::error!(
+                "invariant",
+                "invariant violated: {}",
+                format_args!($($arg)+)
+            );
+        }
+    };
+}
+pub(crate) use invariant;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,18 @@
 //! in memory only: an open message is still an ordinary record of its
 //! queue, so after a restart it is simply free again (delivered at least
 //! once, never lost).
+//!
+//! Two layers: [`Leases`], what committed transactions left, and
+//! [`LeaseChanges`], what the transaction being run changed on top of
+//! them. Every read of a turn asks the changes first, so each command sees
+//! the leases exactly as the commands before it (of any connection) left
+//! them; the changes reach `Leases` only when the transaction commits, and
+//! are dropped with it when it aborts or is retried.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
+
+use crate::log_limit::invariant;
 
 /// One open message.
 #[derive(Debug, Clone, Copy)]
@@ -45,20 +54,38 @@ impl Leases {
         self.by_queue.get(queue).map_or(0, BTreeMap::len)
     }
 
-    /// Opens record `recno` of `queue` for `holder`.
-    pub fn grant(&mut self, queue: &[u8], recno: u32, holder: u64, expires: Option<Instant>) {
+    /// Opens record `recno` of `queue` for `holder`, which must hold no
+    /// other message of `queue`, on a record nobody holds.
+    fn grant(&mut self, queue: &[u8], recno: u32, holder: u64, expires: Option<Instant>) {
         let lease = Lease { holder, expires };
-        self.by_queue
+        let before = self
+            .by_queue
             .entry(queue.to_vec())
             .or_default()
             .insert(recno, lease);
-        self.by_holder
+        invariant!(
+            before.is_none(),
+            "record {recno} of {:?} leased twice",
+            String::from_utf8_lossy(queue)
+        );
+        let before = self
+            .by_holder
             .entry(holder)
             .or_default()
             .insert(queue.to_vec(), recno);
+        invariant!(
+            before.is_none(),
+            "connection {holder} given a second open message of {:?}",
+            String::from_utf8_lossy(queue)
+        );
         if let Some(at) = expires {
             self.expiries.insert((at, queue.to_vec(), recno));
         }
+    }
+
+    /// The connection that holds record `recno` of `queue`.
+    fn holder_of(&self, queue: &[u8], recno: u32) -> Option<u64> {
+        Some(self.by_queue.get(queue)?.get(&recno)?.holder)
     }
 
     /// Ends the lease on record `recno` of `queue`, if any.
@@ -73,7 +100,9 @@ impl Leases {
             self.by_queue.remove(queue);
         }
         if let Some(held) = self.by_holder.get_mut(&lease.holder) {
-            held.remove(queue);
+            if held.get(queue) == Some(&recno) {
+                held.remove(queue);
+            }
             if held.is_empty() {
                 self.by_holder.remove(&lease.holder);
             }
@@ -112,13 +141,15 @@ impl Leases {
     /// Ends the leases that ran out by `now`; returns their queues.
     pub fn expire(&mut self, now: Instant) -> Vec<Vec<u8>> {
         let mut queues = Vec::new();
-        while let Some((at, queue, recno)) = self.expiries.first() {
-            if *at > now {
+        while self.expiries.first().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((_, queue, recno)) = self.expiries.pop_first() else {
                 break;
+            };
+            // An entry whose lease already ended is only dropped.
+            if self.is_open(&queue, recno) {
+                self.release(&queue, recno);
+                queues.push(queue);
             }
-            let (queue, recno) = (queue.clone(), *recno);
-            self.release(&queue, recno);
-            queues.push(queue);
         }
         queues
     }
@@ -126,6 +157,104 @@ impl Leases {
     /// When the next lease runs out.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.expiries.first().map(|(at, _, _)| *at)
+    }
+}
+
+/// The lease changes of one transaction attempt, over the committed
+/// [`Leases`]: the latest state of each record and holder it touched.
+#[derive(Default)]
+pub struct LeaseChanges {
+    /// Per queue and record: `Some(holder)` opened in this attempt, `None`
+    /// ended in it (closed, given back, taken).
+    records: HashMap<Vec<u8>, BTreeMap<u32, Option<u64>>>,
+    /// Per holder and queue: the record it holds after this attempt
+    /// (`None`: nothing), for every holder whose lease changed.
+    holders: HashMap<u64, HashMap<Vec<u8>, Option<u32>>>,
+}
+
+impl LeaseChanges {
+    /// Whether record `recno` of `queue` is open, as of this attempt.
+    pub fn is_open(&self, committed: &Leases, queue: &[u8], recno: u32) -> bool {
+        match self.records.get(queue).and_then(|r| r.get(&recno)) {
+            Some(state) => state.is_some(),
+            None => committed.is_open(queue, recno),
+        }
+    }
+
+    /// The record `holder` has open on `queue`, as of this attempt.
+    pub fn held_by(&self, committed: &Leases, holder: u64, queue: &[u8]) -> Option<u32> {
+        match self.holders.get(&holder).and_then(|h| h.get(queue)) {
+            Some(state) => *state,
+            None => committed.held_by(holder, queue),
+        }
+    }
+
+    /// Whether any message of `queue` may be open, as of this attempt
+    /// (true also when every committed one was ended in it: then readers
+    /// only step over records instead of taking the head blindly).
+    pub fn any_open(&self, committed: &Leases, queue: &[u8]) -> bool {
+        committed.open_count(queue) > 0
+            || self
+                .records
+                .get(queue)
+                .is_some_and(|r| r.values().any(Option::is_some))
+    }
+
+    /// Opens record `recno` of `queue` for `holder`.
+    pub fn grant(&mut self, committed: &Leases, queue: &[u8], recno: u32, holder: u64) {
+        invariant!(
+            !self.is_open(committed, queue, recno),
+            "record {recno} of {:?} opened while open",
+            String::from_utf8_lossy(queue)
+        );
+        self.set(queue, recno, Some(holder));
+        self.holders
+            .entry(holder)
+            .or_default()
+            .insert(queue.to_vec(), Some(recno));
+    }
+
+    /// Ends the lease on record `recno` of `queue`, if it is open.
+    pub fn release(&mut self, committed: &Leases, queue: &[u8], recno: u32) {
+        let holder = match self.records.get(queue).and_then(|r| r.get(&recno)) {
+            Some(state) => *state,
+            None => committed.holder_of(queue, recno),
+        };
+        let Some(holder) = holder else {
+            return;
+        };
+        self.set(queue, recno, None);
+        self.holders
+            .entry(holder)
+            .or_default()
+            .insert(queue.to_vec(), None);
+    }
+
+    fn set(&mut self, queue: &[u8], recno: u32, state: Option<u64>) {
+        if !self.records.contains_key(queue) {
+            self.records.insert(queue.to_vec(), BTreeMap::new());
+        }
+        if let Some(records) = self.records.get_mut(queue) {
+            records.insert(recno, state);
+        }
+    }
+
+    /// Makes the changes of a committed attempt take effect: every lease
+    /// on a record it touched ends, then the ones it opened start (and run
+    /// out at `expires`).
+    pub fn commit(self, leases: &mut Leases, expires: Option<Instant>) {
+        for (queue, records) in &self.records {
+            for &recno in records.keys() {
+                leases.release(queue, recno);
+            }
+        }
+        for (queue, records) in &self.records {
+            for (&recno, state) in records {
+                if let Some(holder) = *state {
+                    leases.grant(queue, recno, holder, expires);
+                }
+            }
+        }
     }
 }
 
@@ -164,6 +293,39 @@ mod tests {
         );
         assert!(l.is_open(b"q", 1) && !l.is_open(b"q", 2));
         l.release(b"q", 1);
+        assert_eq!(l.next_expiry(), None);
+    }
+
+    #[test]
+    fn changes_are_seen_in_order_and_committed_as_last_seen() {
+        let mut l = Leases::default();
+        l.grant(b"q", 5, 1, None);
+        let mut c = LeaseChanges::default();
+        // Holder 1 gives record 5 back and opens 3; holder 2 opens 5.
+        c.release(&l, b"q", 5);
+        assert!(!c.is_open(&l, b"q", 5) && c.held_by(&l, 1, b"q").is_none());
+        c.grant(&l, b"q", 3, 1);
+        c.grant(&l, b"q", 5, 2);
+        // Holder 1 closes 3 in the same attempt: nothing is left of it.
+        c.release(&l, b"q", 3);
+        assert_eq!(c.held_by(&l, 1, b"q"), None);
+        assert_eq!(c.held_by(&l, 2, b"q"), Some(5));
+        assert!(l.is_open(b"q", 5) && l.held_by(1, b"q") == Some(5));
+        c.commit(&mut l, None);
+        assert_eq!(l.held_by(1, b"q"), None);
+        assert_eq!(l.held_by(2, b"q"), Some(5));
+        assert_eq!(l.open_count(b"q"), 1);
+        assert!(l.release_holder(1).is_empty());
+    }
+
+    #[test]
+    fn a_stale_expiry_entry_is_dropped_not_spun_on() {
+        let mut l = Leases::default();
+        let now = Instant::now();
+        l.grant(b"q", 1, 1, Some(now));
+        l.by_queue.clear();
+        l.by_holder.clear();
+        assert!(l.expire(now + Duration::from_secs(1)).is_empty());
         assert_eq!(l.next_expiry(), None);
     }
 }

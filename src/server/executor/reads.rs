@@ -4,18 +4,20 @@
 //!
 //! An open message stays an ordinary record of its queue; what makes it
 //! open is a lease in memory (`Leases`). Within a transaction, leases
-//! granted and ended wait in `PendingReads` and take effect at the commit,
+//! granted and ended are `LeaseChanges` in `PendingReads`, which every
+//! later read of the transaction consults; they take effect at the commit,
 //! like the counters.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{Executor, Origin, Pending};
 use crate::bdb::Txn;
 use crate::item;
+use crate::log_limit::invariant;
 use crate::protocol::reply::{self, QueueDump};
 use crate::protocol::{GetKey, Reply};
-use crate::server::leases::Leases;
+use crate::server::leases::{LeaseChanges, Leases};
 use crate::server::ReadSettings;
 use crate::stats::Stats;
 use crate::storage;
@@ -80,10 +82,8 @@ impl Reads {
 /// Reliable-read changes of one transaction attempt.
 #[derive(Default)]
 pub(super) struct PendingReads {
-    /// Leases granted: queue, record, holder.
-    granted: Vec<(Vec<u8>, u32, u64)>,
-    /// Leases ended (closed, given back, or their message taken).
-    released: HashSet<(Vec<u8>, u32)>,
+    /// Leases granted and ended, in the order the commands ran.
+    leases: LeaseChanges,
     /// Delivery counts written (0: forgotten).
     deliveries: HashMap<(Vec<u8>, u32), u32>,
     /// Messages stored: queue and first record number of the turn.
@@ -155,34 +155,9 @@ impl Executor {
         }
     }
 
-    /// Whether record `recno` of `queue` is open (committed or in this
-    /// attempt).
+    /// Whether record `recno` of `queue` is open, as of this attempt.
     fn is_open(&self, queue: &[u8], recno: u32, pending: &PendingReads) -> bool {
-        let key = (queue.to_vec(), recno);
-        (self.reads.leases.is_open(queue, recno) && !pending.released.contains(&key))
-            || pending
-                .granted
-                .iter()
-                .any(|(q, r, _)| *r == recno && q == queue)
-    }
-
-    /// The record `holder` has open on `queue` (in this attempt).
-    fn held_by(&self, holder: u64, queue: &[u8], pending: &PendingReads) -> Option<u32> {
-        if let Some((_, r, _)) = pending
-            .granted
-            .iter()
-            .find(|(q, _, h)| *h == holder && q == queue)
-        {
-            return Some(*r);
-        }
-        let recno = self.reads.leases.held_by(holder, queue)?;
-        (!pending.released.contains(&(queue.to_vec(), recno))).then_some(recno)
-    }
-
-    /// Whether any message of `queue` is open.
-    fn any_open(&self, queue: &[u8], pending: &PendingReads) -> bool {
-        self.reads.leases.open_count(queue) > 0
-            || pending.granted.iter().any(|(q, _, _)| q == queue)
+        pending.leases.is_open(&self.reads.leases, queue, recno)
     }
 
     /// How often record `recno` of `queue` has been opened.
@@ -215,7 +190,7 @@ impl Executor {
         Ok(())
     }
 
-    /// A message leaves `queue` for good: its lease and count go too.
+    /// A message nobody holds leaves `queue` for good: its count goes too.
     fn gone(
         &self,
         txn: &Txn<'_>,
@@ -223,10 +198,12 @@ impl Executor {
         recno: u32,
         pending: &mut Pending,
     ) -> storage::Result<()> {
+        invariant!(
+            !self.is_open(queue, recno, &pending.reads),
+            "record {recno} of {:?} taken while open",
+            String::from_utf8_lossy(queue)
+        );
         pending.count(queue).get += 1;
-        if self.is_open(queue, recno, &pending.reads) {
-            pending.reads.released.insert((queue.to_vec(), recno));
-        }
         self.write_deliveries(txn, queue, recno, 0, &mut pending.reads)
     }
 
@@ -247,15 +224,17 @@ impl Executor {
         for key in keys {
             let queue = key.queue();
             let options = key.options;
-            let held = holder.and_then(|h| self.held_by(h, queue, &pending.reads));
+            let committed = &self.reads.leases;
+            let held = holder.and_then(|h| pending.reads.leases.held_by(committed, h, queue));
             if options.close {
                 if let Some(recno) = held {
+                    pending.reads.leases.release(committed, queue, recno);
                     self.store.remove(txn, queue, recno)?;
                     self.gone(txn, queue, recno, pending)?;
                 }
             } else if options.abort {
                 if let Some(recno) = held {
-                    pending.reads.released.insert((queue.to_vec(), recno));
+                    pending.reads.leases.release(committed, queue, recno);
                     pending.reads.woken.push(queue.to_vec());
                 }
             } else if options.open && held.is_some() {
@@ -292,7 +271,7 @@ impl Executor {
             // record as the original does; otherwise open records are
             // stepped over.
             let takes = !options.keeps_message();
-            let consumed = takes && !self.any_open(queue, &pending.reads);
+            let consumed = takes && !pending.reads.leases.any_open(&self.reads.leases, queue);
             let found = if consumed {
                 self.store.consume(txn, queue, &mut record)?
             } else {
@@ -340,7 +319,10 @@ impl Executor {
             pending.get_hits += 1;
             if options.open {
                 let holder = holder.expect("the reactor refuses /open over UDP");
-                pending.reads.granted.push((queue.to_vec(), recno, holder));
+                pending
+                    .reads
+                    .leases
+                    .grant(&self.reads.leases, queue, recno, holder);
                 if delivered > 0 {
                     *pending.reads.redelivered.entry(queue.to_vec()).or_default() += 1;
                 }
@@ -360,13 +342,8 @@ impl Executor {
     /// Makes a committed transaction's reliable-read changes visible.
     pub(super) fn apply_reads(&mut self, pending: PendingReads, stats: &Stats) {
         let now = Instant::now();
-        for (queue, recno) in &pending.released {
-            self.reads.leases.release(queue, *recno);
-        }
         let expires = self.reads.settings.lease_timeout.map(|t| now + t);
-        for (queue, recno, holder) in pending.granted {
-            self.reads.leases.grant(&queue, recno, holder, expires);
-        }
+        pending.leases.commit(&mut self.reads.leases, expires);
         for ((queue, recno), count) in pending.deliveries {
             self.store.deliveries_mut().0.apply(&queue, recno, count);
         }
