@@ -157,3 +157,21 @@ fn an_open_twice_in_one_write_is_refused_the_second_time() {
     );
     c.call(b"stats queue\r\n", b"STAT d 2/1\r\nEND\r\n");
 }
+
+#[test]
+fn a_message_due_for_its_dead_letter_queue_moves_in_the_same_write() {
+    let (_home, server) = start(&["--max-deliveries", "1"]);
+    let mut c = server.client();
+    fill(&mut c, "q", &["m1", "m2"]);
+    let mut want = got("q/open", "m1");
+    want.extend_from_slice(END);
+    want.extend_from_slice(&got("q", "m2"));
+    // Opened once and given back, m1 has used its one delivery: the plain
+    // get moves it to q.dead and takes m2, as one command per write would.
+    exchange(&mut c, b"get q/open\r\nget q/abort\r\nget q\r\n", &want);
+    c.call(
+        b"stats queue\r\n",
+        b"STAT q 2/2\r\nSTAT q.dead 1/0\r\nEND\r\n",
+    );
+    c.call(b"get q.dead\r\n", &got("q.dead", "m1"));
+}

@@ -138,6 +138,8 @@ enum Stop {
     Refused(usize, Reply<'static>),
     /// The transaction itself failed: nothing of it is acknowledged.
     Txn(storage::Error),
+    /// A dead-letter queue is needed: create it, then run again.
+    CreateQueue(Vec<u8>),
 }
 
 /// Executes commands in order; owns the queues.
@@ -278,6 +280,7 @@ impl Executor {
             .iter()
             .any(|e| matches!(e.command, Command::Set { .. }));
         self.create_missing_queues(entries, &mut failed);
+        self.reads.uncreatable.clear();
         let mut retries = 0;
         loop {
             let mut pending = Pending {
@@ -299,6 +302,7 @@ impl Executor {
                     return fail_all(entries, stats, None);
                 }
                 Err(Stop::Refused(i, refusal)) => failed[i] = Some(refusal),
+                Err(Stop::CreateQueue(dead)) => self.create_dead_letter_queue(dead),
                 Err(Stop::Failed(i, e)) if !affects_everything(e) => {
                     log_limit::error!(
                         "command",
@@ -409,6 +413,9 @@ impl Executor {
                             }
                             Ok(reads::Got::Refused(refusal)) => {
                                 return Err(Stop::Refused(i, refusal))
+                            }
+                            Ok(reads::Got::CreateFirst(dead)) => {
+                                return Err(Stop::CreateQueue(dead))
                             }
                             Err(err) => Err(err),
                         },

@@ -8,19 +8,19 @@
 //! later read of the transaction consults; they take effect at the commit,
 //! like the counters.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{Executor, Origin, Pending};
 use crate::bdb::Txn;
 use crate::item;
-use crate::log_limit::invariant;
+use crate::log_limit::{self, invariant};
 use crate::protocol::reply::{self, QueueDump};
 use crate::protocol::{GetKey, Reply};
 use crate::server::leases::{LeaseChanges, Leases};
 use crate::server::ReadSettings;
 use crate::stats::Stats;
-use crate::storage;
+use crate::storage::{self, DiskSpace};
 
 /// Stored times kept per queue are at least this far apart, so a deep
 /// backlog costs a few entries a second, not one per message.
@@ -34,6 +34,17 @@ pub(super) enum Got {
     Waiting,
     /// Refused; it must change nothing.
     Refused(Reply<'static>),
+    /// A message is due to move to this dead-letter queue, which does not
+    /// exist: the transaction stops, the queue is created in one of its
+    /// own, and the transaction runs again.
+    CreateFirst(Vec<u8>),
+}
+
+/// What `hand_out` found.
+enum HandOut {
+    Given,
+    Empty,
+    CreateFirst(Vec<u8>),
 }
 
 /// What reliable reads keep between turns.
@@ -50,6 +61,9 @@ pub(super) struct Reads {
     /// given back, dead-lettered) since the start: a waiting request
     /// compares it when it is parked, so none given meanwhile is missed.
     supply: HashMap<Vec<u8>, u64>,
+    /// Dead-letter queues that could not be created in the transaction
+    /// being run: their messages are handed out as if they had no limit.
+    pub(super) uncreatable: HashSet<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -109,49 +123,39 @@ fn dead_letter_queue(queue: &[u8]) -> Vec<u8> {
 }
 
 impl Executor {
-    /// Before a turn's transaction: the files and queues its reads may
-    /// write must exist (they are created in transactions of their own):
-    /// `queue.deliveries` for `/open`, `<q>.dead` for a message due to move.
+    /// Before a turn's transaction: `queue.deliveries`, which `/open`
+    /// writes, must exist (it is created in a transaction of its own).
     pub(super) fn prepare_reads(&mut self, entries: &[super::Entry]) {
-        let max = self.reads.settings.max_deliveries;
-        for e in entries {
-            let super::Command::Get { keys, .. } = &e.command else {
-                continue;
-            };
-            for key in keys {
-                if key.options.open {
-                    let (deliveries, env) = self.store.deliveries_mut();
-                    if let Err(err) = deliveries.ensure_file(env) {
-                        log::error!("creating {}: {err}", storage::deliveries::FILE_NAME);
-                    }
-                }
-                let leases = &self.reads.leases;
-                let due = max > 0
-                    && key.options.hands_out()
-                    && !key.options.peek
-                    && self
-                        .store
-                        .deliveries()
-                        .reached(key.queue(), max)
-                        .any(|recno| !leases.is_open(key.queue(), recno));
-                let dead = dead_letter_queue(key.queue());
-                if !due || self.store.contains(&dead) {
-                    continue;
-                }
-                let created = match self.store.name_rules().check_new(&dead) {
-                    Ok(()) => self.store.create(&dead),
-                    Err(why) => {
-                        log::warn!(
-                            "no dead-letter queue for {:?} ({why:?}): its messages stay",
-                            String::from_utf8_lossy(key.queue())
-                        );
-                        continue;
-                    }
-                };
-                if let Err(err) = created {
-                    log::error!("creating a dead-letter queue failed: {err}");
-                }
+        let opens = entries.iter().any(|e| {
+            matches!(&e.command, super::Command::Get { keys, .. }
+                if keys.iter().any(|k| k.options.open))
+        });
+        if opens {
+            let (deliveries, env) = self.store.deliveries_mut();
+            if let Err(err) = deliveries.ensure_file(env) {
+                log::error!("creating {}: {err}", storage::deliveries::FILE_NAME);
             }
+        }
+    }
+
+    /// Creates the dead-letter queue `dead` before the transaction that
+    /// moves a message into it runs again; a queue that cannot be created
+    /// is remembered for the rest of the transaction's attempts.
+    pub(super) fn create_dead_letter_queue(&mut self, dead: Vec<u8>) {
+        let created = match self.store.name_rules().check_new(&dead) {
+            Ok(()) if self.space.budget() < DiskSpace::queue_cost() => {
+                Err("out of disk space".to_string())
+            }
+            Ok(()) => self.store.create(&dead).map_err(|e| e.to_string()),
+            Err(why) => Err(format!("{why:?}")),
+        };
+        if let Err(why) = created {
+            log_limit::error!(
+                "dead-letter queue",
+                "no dead-letter queue {:?} ({why}): messages due to move stay",
+                String::from_utf8_lossy(&dead)
+            );
+            self.reads.uncreatable.insert(dead);
         }
     }
 
@@ -243,8 +247,11 @@ impl Executor {
             if !options.hands_out() {
                 continue;
             }
-            if !self.hand_out(txn, key, holder, cas, out, pending)? && options.wait.is_some() {
-                return Ok(Got::Waiting);
+            match self.hand_out(txn, key, holder, cas, out, pending)? {
+                HandOut::Given => {}
+                HandOut::Empty if options.wait.is_some() => return Ok(Got::Waiting),
+                HandOut::Empty => {}
+                HandOut::CreateFirst(dead) => return Ok(Got::CreateFirst(dead)),
             }
         }
         Reply::End.encode(out);
@@ -252,7 +259,7 @@ impl Executor {
     }
 
     /// Hands out the oldest free message of the key's queue as its options
-    /// say; `false` when there is none.
+    /// say.
     fn hand_out(
         &mut self,
         txn: &Txn<'_>,
@@ -261,7 +268,7 @@ impl Executor {
         cas: bool,
         out: &mut Vec<u8>,
         pending: &mut Pending,
-    ) -> storage::Result<bool> {
+    ) -> storage::Result<HandOut> {
         let queue = key.queue();
         let options = key.options;
         let max = self.reads.settings.max_deliveries;
@@ -281,7 +288,7 @@ impl Executor {
                     })?
             };
             let Some(recno) = found else {
-                break Ok(false);
+                break Ok(HandOut::Empty);
             };
             // An undecodable record fails the command, and the abort puts
             // the message back: a server error never takes a message.
@@ -290,7 +297,12 @@ impl Executor {
             let used = message.encoded_len();
             let dead = (max > 0 && delivered >= max && !options.peek)
                 .then(|| dead_letter_queue(queue))
-                .filter(|dead| self.store.record_len(dead).is_some_and(|len| used <= len));
+                .filter(|dead| !self.reads.uncreatable.contains(dead));
+            if let Some(dead) = dead.as_ref().filter(|dead| !self.store.contains(dead)) {
+                break Ok(HandOut::CreateFirst(dead.clone()));
+            }
+            let dead =
+                dead.filter(|dead| self.store.record_len(dead).is_some_and(|len| used <= len));
             if let Some(dead) = dead {
                 if !consumed {
                     self.store.remove(txn, queue, recno)?;
@@ -333,7 +345,7 @@ impl Executor {
                 }
                 self.gone(txn, queue, recno, pending)?;
             }
-            break Ok(true);
+            break Ok(HandOut::Given);
         };
         self.record = record;
         result
