@@ -17,6 +17,7 @@ use crate::stats::Stats;
 use super::ReadSettings;
 
 mod reads;
+mod stored_times;
 use crate::storage::{self, Counts, DiskSpace, QueueStore};
 
 /// How often a transaction chosen as a deadlock victim is retried.

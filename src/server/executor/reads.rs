@@ -8,9 +8,10 @@
 //! later read of the transaction consults; they take effect at the commit,
 //! like the counters.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
+use super::stored_times::StoredTimes;
 use super::{Executor, Origin, Pending};
 use crate::bdb::Txn;
 use crate::item;
@@ -21,10 +22,6 @@ use crate::server::leases::{LeaseChanges, Leases};
 use crate::server::ReadSettings;
 use crate::stats::Stats;
 use crate::storage::{self, DiskSpace};
-
-/// Stored times kept per queue are at least this far apart, so a deep
-/// backlog costs a few entries a second, not one per message.
-const AGE_GRANULARITY: Duration = Duration::from_millis(10);
 
 /// How a `get` ended.
 pub(super) enum Got {
@@ -72,9 +69,8 @@ struct Activity {
     redelivered: u64,
     /// Messages moved to `<q>.dead` since the server started.
     dead_lettered: u64,
-    /// (first record number, time) of messages stored since the start,
-    /// oldest first, one entry per `AGE_GRANULARITY`.
-    stored: VecDeque<(u32, Instant)>,
+    /// When its messages were stored, for `age`.
+    stored: StoredTimes,
 }
 
 impl Reads {
@@ -102,6 +98,8 @@ pub(super) struct PendingReads {
     deliveries: HashMap<(Vec<u8>, u32), u32>,
     /// Messages stored: queue and first record number of the turn.
     stored: Vec<(Vec<u8>, u32)>,
+    /// Messages taken for good: queue and the highest record number.
+    taken: Vec<(Vec<u8>, u32)>,
     /// Queues given a message back (`/abort`) or a dead letter.
     woken: Vec<Vec<u8>>,
     redelivered: HashMap<Vec<u8>, u64>,
@@ -113,6 +111,14 @@ impl PendingReads {
     pub(super) fn stored(&mut self, queue: &[u8], recno: u32) {
         if self.stored.last().is_none_or(|(q, _)| q != queue) {
             self.stored.push((queue.to_vec(), recno));
+        }
+    }
+
+    /// Notes a message taken for good, so `age` forgets its time.
+    fn taken(&mut self, queue: &[u8], recno: u32) {
+        match self.taken.last_mut() {
+            Some((q, highest)) if q == queue => *highest = (*highest).max(recno),
+            _ => self.taken.push((queue.to_vec(), recno)),
         }
     }
 }
@@ -208,6 +214,7 @@ impl Executor {
             String::from_utf8_lossy(queue)
         );
         pending.count(queue).get += 1;
+        pending.reads.taken(queue, recno);
         self.write_deliveries(txn, queue, recno, 0, &mut pending.reads)
     }
 
@@ -360,12 +367,12 @@ impl Executor {
             self.store.deliveries_mut().0.apply(&queue, recno, count);
         }
         for (queue, recno) in pending.stored {
-            let stored = &mut self.reads.activity.entry(queue).or_default().stored;
-            if stored
-                .back()
-                .is_none_or(|&(_, at)| now.duration_since(at) >= AGE_GRANULARITY)
-            {
-                stored.push_back((recno, now));
+            let activity = self.reads.activity.entry(queue).or_default();
+            activity.stored.stored(recno, now);
+        }
+        for (queue, recno) in pending.taken {
+            if let Some(activity) = self.reads.activity.get_mut(&queue) {
+                activity.stored.taken_through(recno);
             }
         }
         for (queue, n) in pending.redelivered {
@@ -455,20 +462,13 @@ impl Executor {
 
     /// Milliseconds since record `recno` of `queue` was stored, as far as
     /// the server saw (from its start for older messages).
-    fn stored_age(&mut self, queue: &[u8], recno: u32, now: Instant, stats: &Stats) -> u64 {
-        let stored = self.reads.activity.get_mut(queue).map(|a| &mut a.stored);
-        let mut at = stats.started();
-        if let Some(stored) = stored {
-            // Entries older than the oldest waiting message are done with.
-            while stored.len() > 1 && stored[1].0 <= recno {
-                stored.pop_front();
-            }
-            if let Some(&(first, time)) = stored.front() {
-                if first <= recno {
-                    at = time;
-                }
-            }
-        }
+    fn stored_age(&self, queue: &[u8], recno: u32, now: Instant, stats: &Stats) -> u64 {
+        let at = self
+            .reads
+            .activity
+            .get(queue)
+            .and_then(|a| a.stored.stored_at(recno))
+            .unwrap_or(stats.started());
         now.duration_since(at).as_millis() as u64
     }
 
@@ -499,6 +499,10 @@ impl Executor {
                     self.store.deliveries_mut().0.apply(queue, recno, 0);
                 }
                 self.reads.leases.release_queue(queue);
+                // Every message went, and record numbers start again.
+                if let Some(activity) = self.reads.activity.get_mut(queue) {
+                    activity.stored = StoredTimes::default();
+                }
             }
             Err(e) => log::error!("flush of {:?} failed: {e}", String::from_utf8_lossy(queue)),
         }
