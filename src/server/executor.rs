@@ -70,6 +70,9 @@ pub struct Entry {
     pub waiting: bool,
     /// Set by the reactor once the request has waited.
     pub parked: Option<Parked>,
+    /// When a request that may wait (`/t=`) was read: its time runs from
+    /// then, not from when it is parked.
+    pub arrived: Option<Instant>,
     /// For a waiting request: how many messages its queue had been given
     /// when it found none (`Executor::supply`). Messages given after that
     /// but before it is parked must not go unnoticed.
@@ -87,6 +90,7 @@ impl Entry {
             reply: Vec::new(),
             waiting: false,
             parked: None,
+            arrived: None,
             seen_supply: 0,
         }
     }
@@ -604,6 +608,8 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
     let disk_full = error.is_some_and(storage::Error::is_disk_full);
     for e in entries.iter_mut() {
         e.reply.clear();
+        // A waiting get is answered with the error, not parked.
+        e.waiting = false;
         match &e.command {
             Command::Set { .. } => {
                 stats.set_cmds += 1;

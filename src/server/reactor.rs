@@ -35,6 +35,9 @@ const COMMANDS_PER_TURN: usize = 4096;
 /// a client that sends but never reads holds at most this much memory,
 /// plus one command's reply.
 const OUTPUT_BACKLOG: usize = 1 << 20;
+/// How long a stopping server goes on writing replies it owes to clients
+/// that read slowly.
+const SHUTDOWN_WRITE_TIME: Duration = Duration::from_secs(2);
 
 /// What a connection needs after gathering its commands.
 enum Gathered {
@@ -192,7 +195,53 @@ impl Reactor {
         }
         self.release_durable();
         self.flusher = None;
+        self.answer_waiters();
+        self.write_out(&mut events);
         Ok(self.executor)
+    }
+
+    /// At shutdown: every waiting request, parked or woken and not yet
+    /// run, is answered `END`, taking nothing.
+    fn answer_waiters(&mut self) {
+        let mut waiting = self.waiters.take_all();
+        waiting.append(&mut self.rerun);
+        let ended = waiting
+            .into_iter()
+            .map(|e| {
+                self.waiter_left(&e);
+                self.end_wait(e)
+            })
+            .collect();
+        self.deliver(ended);
+    }
+
+    /// At shutdown: writes what is owed to clients that read, for at most
+    /// `SHUTDOWN_WRITE_TIME`.
+    fn write_out(&mut self, events: &mut Events) {
+        let deadline = Instant::now() + SHUTDOWN_WRITE_TIME;
+        loop {
+            let owed = self
+                .conns
+                .iter()
+                .any(|c| c.as_ref().is_some_and(|c| c.pending_output() > 0));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !owed || left.is_zero() {
+                return;
+            }
+            match self.poll.poll(events, Some(left)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+            let writable: Vec<usize> = events
+                .iter()
+                .filter(|e| e.is_writable())
+                .filter_map(|e| (e.token().0 < self.conns.len()).then_some(e.token().0))
+                .collect();
+            for index in writable {
+                self.send(index);
+            }
+        }
     }
 
     fn accept_all(&mut self) {
@@ -405,10 +454,21 @@ impl Reactor {
         // Woken waiters arrived first: they run first (unless their
         // connection is gone: nothing may be taken or leased for it).
         let rerun = std::mem::take(&mut self.rerun);
+        let mut ended = Vec::new();
         for entry in rerun {
-            if self.connection_of(entry.origin).is_some() {
+            if self.connection_of(entry.origin).is_none() {
+                continue;
+            }
+            // A client that closed its side since it was woken takes
+            // nothing: `END`, as a plain get on an empty queue.
+            if self.client_left(entry.origin) {
+                ended.push(self.end_wait(entry));
+            } else {
                 self.entries.push(entry);
             }
+        }
+        if !ended.is_empty() {
+            self.deliver(ended);
         }
         if self.udp_ready {
             self.gather_datagrams();
@@ -603,6 +663,7 @@ impl Reactor {
             self.entries.push(Entry {
                 noreply: frame.noreply,
                 reserved,
+                arrived: waits.then(Instant::now),
                 ..Entry::new(Origin::Conn { index, id: conn.id }, frame.command)
             });
             if closes {

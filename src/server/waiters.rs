@@ -43,13 +43,15 @@ pub struct Waiters {
 
 impl Waiters {
     /// The place of a request that found nothing: the one it had if it
-    /// waited before, else a new one whose deadline starts `now`.
+    /// waited before, else a new one whose time runs from its arrival
+    /// (or `now`).
     pub fn place(&mut self, entry: &Entry, now: Instant) -> Parked {
         entry.parked.unwrap_or_else(|| {
             self.next_seq += 1;
             Parked {
                 seq: self.next_seq,
-                deadline: now + wait_of(&entry.command).unwrap_or_default(),
+                deadline: entry.arrived.unwrap_or(now)
+                    + wait_of(&entry.command).unwrap_or_default(),
             }
         })
     }
@@ -124,6 +126,14 @@ impl Waiters {
             }
         }
         due
+    }
+
+    /// Every waiter, taken out (the server is stopping).
+    pub fn take_all(&mut self) -> Vec<Entry> {
+        self.deadlines.clear();
+        let mut all: Vec<Entry> = self.by_queue.drain().flat_map(|(_, w)| w).collect();
+        all.sort_by_key(|e| e.parked.map(|p| p.seq));
+        all
     }
 
     /// When the next waiter's time is up.

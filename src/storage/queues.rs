@@ -140,21 +140,26 @@ impl QueueStore {
     /// together or not at all.
     pub fn create(&mut self, name: &[u8]) -> Result<()> {
         let txn = self.env.begin()?;
-        let created =
-            Database::open_queue(&self.env, Some(&txn), name, self.format, IfMissing::Create)
-                .and_then(|db| {
-                    self.list
-                        .put(&txn, &queue_list::key(name), &Counts::default().encode())?;
-                    Ok(db)
-                });
-        // The handle is closed (dropped) only after the transaction ends.
-        let db = match created {
-            Ok(db) => db,
-            Err(e) => {
-                txn.abort()?;
-                return Err(e.into());
-            }
-        };
+        let db =
+            match Database::open_queue(&self.env, Some(&txn), name, self.format, IfMissing::Create)
+            {
+                Ok(db) => db,
+                Err(e) => {
+                    txn.abort()?;
+                    return Err(e.into());
+                }
+            };
+        let listed = self
+            .list
+            .put(&txn, &queue_list::key(name), &Counts::default().encode());
+        if let Err(e) = listed {
+            // Berkeley DB wants a handle opened in a transaction closed
+            // only after that transaction ends.
+            let aborted = txn.abort();
+            drop(db);
+            aborted?;
+            return Err(e.into());
+        }
         txn.commit()?;
         self.add_open(name, db, Counts::default())
     }

@@ -100,7 +100,7 @@ pub(super) struct PendingReads {
     stored: Vec<(Vec<u8>, u32)>,
     /// Messages taken for good: queue and the highest record number.
     taken: Vec<(Vec<u8>, u32)>,
-    /// Queues given a message back (`/abort`) or a dead letter.
+    /// Queues given a message back (`/abort`).
     woken: Vec<Vec<u8>>,
     redelivered: HashMap<Vec<u8>, u64>,
     dead_lettered: HashMap<Vec<u8>, u64>,
@@ -324,7 +324,8 @@ impl Executor {
                     .dead_lettered
                     .entry(queue.to_vec())
                     .or_default() += 1;
-                pending.reads.woken.push(dead);
+                // The dead queue's set count wakes its waiters at the
+                // commit, once per message.
                 continue;
             }
             // The key as asked for, options included (a dead letter's
