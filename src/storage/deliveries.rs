@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use super::error::Result;
+use super::error::{Error, Result};
 use crate::bdb::{Database, Env, Txn};
 
 /// The database file, in the environment home (never a queue name).
@@ -79,19 +79,17 @@ impl Deliveries {
             .unwrap_or(0)
     }
 
-    /// The messages of `queue` handed out at least `max` times.
-    pub fn reached(&self, queue: &[u8], max: u32) -> impl Iterator<Item = u32> + '_ {
-        self.counts
-            .get(queue)
-            .into_iter()
-            .flat_map(move |c| c.iter().filter(move |(_, &n)| n >= max).map(|(&r, _)| r))
-    }
-
-    /// Writes a message's count in `txn` (0 removes it). The file must
-    /// exist (`ensure_file`) before a count above 0 is written.
+    /// Writes a message's count in `txn` (0 removes it). A count above 0
+    /// fails when the file could not be created (`ensure_file`): the
+    /// message must not be handed out with a count kept in memory only.
     pub fn write(&self, txn: &Txn<'_>, queue: &[u8], recno: u32, count: u32) -> Result<()> {
         let Some(db) = &self.db else {
-            return Ok(());
+            // Without the file no count above 0 was ever written.
+            return if count == 0 {
+                Ok(())
+            } else {
+                Err(Error::NoDeliveriesFile)
+            };
         };
         if count == 0 {
             db.delete(txn, &key(queue, recno))?;

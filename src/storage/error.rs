@@ -10,6 +10,9 @@ pub enum Error {
     NoSuchQueue,
     /// A stored record does not decode as a message.
     CorruptRecord,
+    /// A delivery count is to be written, and `queue.deliveries` could not
+    /// be created.
+    NoDeliveriesFile,
     /// Berkeley DB failed.
     Bdb(bdb::Error),
 }
@@ -47,6 +50,9 @@ impl fmt::Display for Error {
         match self {
             Error::NoSuchQueue => f.write_str("no such queue"),
             Error::CorruptRecord => f.write_str("a stored record does not decode as a message"),
+            Error::NoDeliveriesFile => {
+                f.write_str("queue.deliveries is missing: no delivery count can be kept")
+            }
             Error::Bdb(e) => e.fmt(f),
         }
     }

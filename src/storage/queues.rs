@@ -187,7 +187,6 @@ impl QueueStore {
             return Ok(false);
         };
         let counts = queue.counts;
-        self.watch.taken(counts.waiting());
         // Berkeley DB removes a database only once every handle is closed.
         drop(queue);
         let counted = self.deliveries.records_of(name);
@@ -207,6 +206,7 @@ impl QueueStore {
         for recno in counted {
             self.deliveries.apply(name, recno, 0);
         }
+        self.watch.taken(counts.waiting());
         Ok(true)
     }
 

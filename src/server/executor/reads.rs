@@ -276,30 +276,47 @@ impl Executor {
         out: &mut Vec<u8>,
         pending: &mut Pending,
     ) -> storage::Result<HandOut> {
+        // The reusable buffer goes back whatever happens.
+        let mut record = std::mem::take(&mut self.record);
+        let result = self.hand_out_with(txn, key, holder, cas, out, pending, &mut record);
+        self.record = record;
+        result
+    }
+
+    /// `hand_out` with `record` as the buffer of records read.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_out_with(
+        &mut self,
+        txn: &Txn<'_>,
+        key: &GetKey,
+        holder: Option<u64>,
+        cas: bool,
+        out: &mut Vec<u8>,
+        pending: &mut Pending,
+        record: &mut Vec<u8>,
+    ) -> storage::Result<HandOut> {
         let queue = key.queue();
         let options = key.options;
         let max = self.reads.settings.max_deliveries;
-        let mut record = std::mem::take(&mut self.record);
-        let result = loop {
+        loop {
             // A plain get on a queue with nothing open takes the head
             // record as the original does; otherwise open records are
             // stepped over.
             let takes = !options.keeps_message();
             let consumed = takes && !pending.reads.leases.any_open(&self.reads.leases, queue);
             let found = if consumed {
-                self.store.consume(txn, queue, &mut record)?
+                self.store.consume(txn, queue, record)?
             } else {
-                self.store
-                    .first_record_where(txn, queue, &mut record, |r| {
-                        self.is_open(queue, r, &pending.reads)
-                    })?
+                self.store.first_record_where(txn, queue, record, |r| {
+                    self.is_open(queue, r, &pending.reads)
+                })?
             };
             let Some(recno) = found else {
                 break Ok(HandOut::Empty);
             };
             // An undecodable record fails the command, and the abort puts
             // the message back: a server error never takes a message.
-            let message = item::decode(&record).ok_or(storage::Error::CorruptRecord)?;
+            let message = item::decode(record).ok_or(storage::Error::CorruptRecord)?;
             let delivered = self.deliveries_of(queue, recno, &pending.reads);
             let used = message.encoded_len();
             let dead = (max > 0 && delivered >= max && !options.peek)
@@ -354,9 +371,7 @@ impl Executor {
                 self.gone(txn, queue, recno, pending)?;
             }
             break Ok(HandOut::Given);
-        };
-        self.record = record;
-        result
+        }
     }
 
     /// Makes a committed transaction's reliable-read changes visible.

@@ -1,6 +1,7 @@
-//! A stopping server answers what it owes (issue 20): a request waiting
-//! in `get <q>/t=<ms>` gets `END`, taking nothing, before its connection
-//! closes; what it could have taken is still there after the restart.
+//! Defects a review of the reliable-reads layer found (issues 19 and 20),
+//! each shown from outside: a stopping server answers what it owes (a
+//! request waiting in `get <q>/t=<ms>` gets `END`, taking nothing, before
+//! its connection closes), and a delivery count never lives in memory only.
 
 mod common;
 
@@ -53,4 +54,22 @@ fn sigterm_answers_every_waiting_request_with_end() {
     let server = home.start(&[]);
     let mut c = server.client();
     c.call(b"stats queue\r\n", b"STAT w 1/1\r\nEND\r\n");
+}
+
+/// Issue 20: a delivery count that cannot reach the disk fails the `/open`
+/// (nothing handed out) instead of living in memory only.
+#[test]
+fn an_open_whose_delivery_count_cannot_be_kept_hands_out_nothing() {
+    let home = Home::new();
+    let server = home.start(&["--max-deliveries", "3"]);
+    // Something that is not a database where queue.deliveries would go.
+    std::fs::create_dir(home.path.join("queue.deliveries")).expect("mkdir");
+    let mut c = server.client();
+    c.set("q", 0, b"m1");
+    c.call(b"get q/open\r\n", b"SERVER_ERROR storage failure\r\n");
+    c.call(
+        b"get q\r\n",
+        &[&value_reply(b"q", "0", b"m1")[..], END].concat(),
+    );
+    c.call(b"stats queue\r\n", b"STAT q 1/1\r\nEND\r\n");
 }
