@@ -520,6 +520,16 @@ impl Conn {
     }
 }
 
+/// The length of a whole `dump_stats` reply at the start of `input`.
+fn listing_len(input: &[u8]) -> Option<usize> {
+    let end = if input.starts_with(END) {
+        Some(0)
+    } else {
+        find(input, b"\r\nEND\r\n").map(|n| n + 2)
+    };
+    end.map(|n| n + END.len())
+}
+
 /// Splits `bytes` at the per-mille positions `cuts`.
 fn pieces<'a>(bytes: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
     let mut at: Vec<usize> = cuts
@@ -667,14 +677,7 @@ impl Run {
                     }
                 }
                 Expect::Dump(want) => {
-                    let have = conn.read_reply(|input| {
-                        let end = if input.starts_with(END) {
-                            Some(0)
-                        } else {
-                            find(input, b"\r\nEND\r\n").map(|n| n + 2)
-                        };
-                        end.map(|n| n + END.len())
-                    })?;
+                    let have = conn.read_reply(listing_len)?;
                     let have = mask_ages(&have);
                     if have != want {
                         return Err(format!(
@@ -700,14 +703,7 @@ impl Run {
                 .stream
                 .write_all(b"dump_stats\r\n")
                 .map_err(|e| e.to_string())?;
-            let have = control.read_reply(|input| {
-                let end = if input.starts_with(END) {
-                    Some(0)
-                } else {
-                    find(input, b"\r\nEND\r\n").map(|n| n + 2)
-                };
-                end.map(|n| n + END.len())
-            })?;
+            let have = control.read_reply(listing_len)?;
             let have = mask_ages(&have);
             if have == want {
                 return Ok(());
