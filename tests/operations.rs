@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::daemon::{is_root, launch_in, skip_unless_root, start_tcp, user_ids, Site};
-use common::{free_port, output_text, server_binary, show, value_reply, Client, END, STORED};
+use common::{listening_ports, output_text, server_binary, show, value_reply, Client, END, STORED};
 
 /// Asserts a set and a get round-trip on `client`.
 fn round_trip(client: &mut Client, queue: &str, body: &[u8]) {
@@ -127,13 +127,12 @@ fn daemon_start_failure_exits_1_with_the_message() {
     let site = Site::new("daemon-fail");
     let not_a_dir = site.path().join("file");
     fs::write(&not_a_dir, b"x").unwrap();
-    let port = free_port().to_string();
     let args: Vec<String> = [
         "-d",
         "-u",
         "root",
         "-p",
-        &port,
+        "0",
         "-P",
         &site.pid_file().display().to_string(),
         "-H",
@@ -221,11 +220,10 @@ fn root_without_u_is_refused() {
         return;
     }
     let site = Site::new("root");
-    let port = free_port().to_string();
     let launch = launch_in(
         site.path(),
         &site.log(),
-        &site.daemon_args(&["-p", &port]),
+        &site.daemon_args(&["-p", "0"]),
         &[],
     );
     assert_eq!(launch.status.code(), Some(1), "log:\n{}", launch.log_text());
@@ -237,10 +235,6 @@ fn root_without_u_is_refused() {
         launch.log_text()
     );
     assert!(!site.pid_file().exists());
-    assert!(
-        TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
-        "something listens on the refused daemon's port"
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -255,8 +249,7 @@ fn core_limit_raised_and_cwd_kept_with_r() {
     let site = Site::new("core");
     let cwd = site.path().join("cwd");
     fs::create_dir(&cwd).unwrap();
-    let port = free_port().to_string();
-    let mut daemon = site.start_in(&cwd, &["-u", "root", "-r", "-p", &port]);
+    let mut daemon = site.start_in(&cwd, &["-u", "root", "-r", "-p", "0"]);
     let (soft, hard) = daemon.limit("Max core file size");
     assert_eq!(soft, hard, "soft core limit not raised to the hard limit");
     if hard == "unlimited" && is_root() {
@@ -272,8 +265,7 @@ fn core_limit_raised_and_cwd_kept_with_r() {
     };
     // SAFETY: getrlimit fills the struct it is given.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut ours) }, 0);
-    let port = free_port().to_string();
-    let mut daemon = site.start_in(&cwd, &["-u", "root", "-p", &port]);
+    let mut daemon = site.start_in(&cwd, &["-u", "root", "-p", "0"]);
     let (soft, _) = daemon.limit("Max core file size");
     let expected = if ours.rlim_cur == libc::RLIM_INFINITY {
         "unlimited".to_string()
@@ -306,8 +298,7 @@ fn core_dumps_stay_possible_after_switching_user() {
 #[test]
 fn core_limit_zero_hard_limit_is_refused() {
     let site = Site::new("core0");
-    let port = free_port().to_string();
-    let args = site.daemon_args(&["-u", "root", "-r", "-p", &port]);
+    let args = site.daemon_args(&["-u", "root", "-r", "-p", "0"]);
     let launch = launch_in(
         site.path(),
         &site.log(),
@@ -349,8 +340,7 @@ fn max_connections_raises_open_file_limit() {
         return;
     }
     let site = Site::new("nofile");
-    let port = free_port().to_string();
-    let args = site.daemon_args(&["-u", "root", "-c", "1024", "-p", &port]);
+    let args = site.daemon_args(&["-u", "root", "-c", "1024", "-p", "0"]);
     let limits = [(libc::RLIMIT_NOFILE, 512, ours.rlim_max)];
     let launch = launch_in(site.path(), &site.log(), &args, &limits);
     assert!(launch.status.success(), "log:\n{}", launch.log_text());
@@ -413,14 +403,13 @@ fn unix_socket_with_mask_replaces_a_stale_socket() {
     // A stale socket file, as a crashed server leaves it.
     drop(UnixListener::bind(&path).unwrap());
     assert!(fs::metadata(&path).unwrap().file_type().is_socket());
-    let port = free_port();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp_port = udp.local_addr().unwrap().port();
     drop(udp);
 
     let sock = path.display().to_string();
-    let (p, u) = (port.to_string(), udp_port.to_string());
-    let mut daemon = site.start(&["-u", "root", "-s", &sock, "-a", "640", "-p", &p, "-U", &u]);
+    let u = udp_port.to_string();
+    let mut daemon = site.start(&["-u", "root", "-s", &sock, "-a", "640", "-p", "0", "-U", &u]);
 
     let meta = fs::metadata(&path).unwrap();
     assert!(meta.file_type().is_socket(), "{sock} is not a socket");
@@ -432,10 +421,8 @@ fn unix_socket_with_mask_replaces_a_stale_socket() {
         .unwrap();
     raw_round_trip(&mut stream, "unixq", b"over a unix socket");
 
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "TCP port {port} open despite -s"
-    );
+    let tcp = listening_ports(daemon.pid as u32);
+    assert!(tcp.is_empty(), "TCP ports {tcp:?} open despite -s");
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -814,29 +801,22 @@ fn seeds_command_line_starts_serves_and_stops_cleanly() {
     let site = Site::owned_by("seeds", "nobody");
     let home = site.home().display().to_string();
     let pid_file = site.pid_file().display().to_string();
-    let mut started = None;
-    for _ in 0..3 {
-        let port = free_port().to_string();
-        let args: Vec<String> = [
-            "-d", "-r", "-u", "nobody", "-p", &port, "-c", "1024", "-H", &home, "-N", "-R", "-v",
-            "-L", "1024", "-B", "1024", "-P", &pid_file,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let launch = launch_in(site.path(), &site.log(), &args, &[]);
-        if launch.status.success() {
-            started = Some((site.adopt(), port.parse::<u16>().unwrap()));
-            break;
-        }
-        assert!(
-            launch.log_text().contains("in use"),
-            "seeds' command line failed ({}); log:\n{}",
-            launch.status,
-            launch.log_text()
-        );
-    }
-    let (mut daemon, port) = started.expect("a free port within 3 attempts");
+    let args: Vec<String> = [
+        "-d", "-r", "-u", "nobody", "-p", "0", "-c", "1024", "-H", &home, "-N", "-R", "-v", "-L",
+        "1024", "-B", "1024", "-P", &pid_file,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let launch = launch_in(site.path(), &site.log(), &args, &[]);
+    assert!(
+        launch.status.success(),
+        "seeds' command line failed ({}); log:\n{}",
+        launch.status,
+        launch.log_text()
+    );
+    let mut daemon = site.adopt();
+    let port = daemon.tcp_port();
     let (uid, _) = user_ids("nobody");
     assert!(daemon.status_field("Uid").starts_with(&uid.to_string()));
 

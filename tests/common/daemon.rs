@@ -16,7 +16,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{free_port, server_binary, set_limits, signal, Limit, TempDir, STOP_TIMEOUT};
+use super::{
+    server_binary, set_limits, signal, wait_for_listening_port, Limit, TempDir, STOP_TIMEOUT,
+};
 
 /// How long a launcher may take to exit (it waits for the daemon to serve).
 pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -165,6 +167,13 @@ impl Daemon {
     /// Where `/proc/PID/<link>` points (e.g. "cwd", "fd/0").
     pub fn link(&self, link: &str) -> PathBuf {
         fs::read_link(self.proc().join(link)).expect("read_link")
+    }
+
+    /// The TCP port the daemon listens on (it serves once its launcher
+    /// exited 0, so the port is there or appears at once).
+    pub fn tcp_port(&self) -> u16 {
+        wait_for_listening_port(self.pid as u32, LAUNCH_TIMEOUT, |_| true)
+            .unwrap_or_else(|| panic!("daemon {} listens on no TCP port", self.pid))
     }
 
     /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
@@ -342,25 +351,12 @@ impl Site {
     }
 }
 
-/// A daemon of `site` on `-p <free port>` plus `extra`, retried on a port
-/// clash; the daemon and its port.
+/// A daemon of `site` on `-p 0` plus `extra`; the daemon and the port the
+/// kernel gave it.
 pub fn start_tcp(site: &Site, extra: &[&str]) -> (Daemon, u16) {
-    for _ in 0..3 {
-        let port = free_port().to_string();
-        let mut args = vec!["-p", port.as_str()];
-        args.extend_from_slice(extra);
-        let launch = launch_in(site.path(), &site.log(), &site.daemon_args(&args), &[]);
-        if launch.status.success() {
-            return (site.adopt(), port.parse().unwrap());
-        }
-        if !launch.log_text().contains("in use") {
-            panic!(
-                "memcacheq {} failed to start ({}); log:\n{}",
-                args.join(" "),
-                launch.status,
-                launch.log_text()
-            );
-        }
-    }
-    panic!("no free port after 3 attempts");
+    let mut args = vec!["-p", "0"];
+    args.extend_from_slice(extra);
+    let daemon = site.start(&args);
+    let port = daemon.tcp_port();
+    (daemon, port)
 }

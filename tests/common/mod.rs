@@ -3,7 +3,8 @@
 //! - [`TempDir`] / [`Home`]: a private directory per test, removed on drop;
 //!   the server's home is `<dir>/home`, so anything that escapes the home
 //!   lands in `<dir>` where a test can see it.
-//! - [`Server`]: starts the real `memcacheq` binary on a free port, waits
+//! - [`Server`]: starts the real `memcacheq` binary on port 0, reads the
+//!   port back, waits
 //!   until it accepts, stops it with SIGTERM (graceful) or SIGKILL (crash).
 //! - [`Client`]: a raw TCP client that sends bytes and reads replies with a
 //!   timeout, plus small typed helpers (`set`, `get`, `stats`, ...).
@@ -30,7 +31,7 @@ use std::collections::HashSet;
 use std::env;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -162,22 +163,66 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Ports handed out in this process, never handed out twice.
-static PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+/// The TCP ports process `pid` listens on: its socket descriptors matched
+/// against the LISTEN rows of /proc/net/tcp and tcp6. Servers in tests are
+/// started on `-p 0` and found this way, so no port is ever picked by
+/// binding and releasing it (a race with every other process).
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    const LISTEN: &str = "0A";
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: HashSet<String> = fds
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut ports: Vec<u16> = ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|row| {
+                    let cols: Vec<&str> = row.split_whitespace().collect();
+                    if cols.len() < 10 || cols[3] != LISTEN || !inodes.contains(cols[9]) {
+                        return None;
+                    }
+                    let (_, port) = cols[1].rsplit_once(':')?;
+                    u16::from_str_radix(port, 16).ok()
+                })
+                .collect::<Vec<u16>>()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
 
-/// A TCP port that was free a moment ago and that no other test of this
-/// process has been given.
-pub fn free_port() -> u16 {
-    let mut used = PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    let used = used.get_or_insert_with(HashSet::new);
+/// Waits up to `wait` for process `pid` to listen on a TCP port `accept`s;
+/// returns it.
+pub fn wait_for_listening_port(
+    pid: u32,
+    wait: Duration,
+    accept: impl Fn(u16) -> bool,
+) -> Option<u16> {
+    let deadline = Instant::now() + wait;
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind 127.0.0.1:0")
-            .port();
-        if used.insert(port) {
-            return port;
+        if let Some(port) = listening_ports(pid).into_iter().find(|&p| accept(p)) {
+            return Some(port);
         }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -279,35 +324,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Runs `memcacheq -H <home> -p <port> -u root <extra>` and waits until
+    /// Runs `memcacheq -H <home> -p 0 -u root <extra>` and waits until
     /// it accepts TCP connections. Panics with its output if it exits first.
     pub fn start(home: &Path, extra: &[&str]) -> Server {
         Server::start_with_limits(home, extra, &[])
     }
 
     /// [`Server::start`] with the resource `limits` set in the process
-    /// before it executes (e.g. a small `RLIMIT_NOFILE`).
+    /// before it executes (e.g. a small `RLIMIT_NOFILE`). The server gets
+    /// `-p 0` and the port the kernel gave it is read back.
     pub fn start_with_limits(home: &Path, extra: &[&str], limits: &[Limit]) -> Server {
-        for attempt in 1.. {
-            match Server::try_start(home, extra, limits) {
-                Ok(server) => return server,
-                Err(out) if attempt < 3 && out.contains("in use") => continue,
-                Err(out) => panic!(
-                    "memcacheq -H {} {} exited before accepting connections; output:\n{out}",
-                    home.display(),
-                    extra.join(" ")
-                ),
-            }
-        }
-        unreachable!()
-    }
-
-    fn try_start(home: &Path, extra: &[&str], limits: &[Limit]) -> Result<Server, String> {
-        let port = free_port();
         let mut cmd = Command::new(server_binary());
         cmd.arg("-H")
             .arg(home)
-            .args(["-p", &port.to_string(), "-u", "root"])
+            .args(["-p", "0", "-u", "root"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -321,28 +351,33 @@ impl Server {
         ];
         let mut server = Server {
             child: Some(child),
-            port,
+            port: 0,
             home: home.to_path_buf(),
             output,
             readers,
         };
+        let pid = server.pid();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = server.try_wait() {
                 server.join_readers();
-                return Err(format!("{}\n[exit status: {status}]", server.output()));
+                panic!(
+                    "memcacheq -H {} {} exited before accepting connections; output:\n{}\n[exit status: {status}]",
+                    home.display(),
+                    extra.join(" "),
+                    server.output()
+                );
             }
-            // Another process's server may hold the port a moment: only
-            // our own pid in `stats` proves the server is ours.
-            if answers_as(port, server.pid()) {
-                return Ok(server);
+            let poll = Duration::from_millis(20);
+            if let Some(port) = wait_for_listening_port(pid, poll, |p| answers_as(p, pid)) {
+                server.port = port;
+                return server;
             }
             if Instant::now() > deadline {
                 let out = server.output();
                 drop(server);
-                panic!("memcacheq did not accept on port {port} within {START_TIMEOUT:?}; output:\n{out}");
+                panic!("memcacheq did not accept within {START_TIMEOUT:?}; output:\n{out}");
             }
-            thread::sleep(Duration::from_millis(20));
         }
     }
 
