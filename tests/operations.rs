@@ -579,8 +579,10 @@ fn udp_call(socket: &UdpSocket, port: u16, id: u16, payload: &[u8]) -> Vec<Datag
 }
 
 /// -U: set and get over UDP with memcache framing; a 3000-byte message
-/// (-B 4096, with -A 8192 since a record must fit a page) comes back in 3 datagrams (1400 + 1400 + rest) whose payloads
-/// concatenate to the exact TCP reply; multi-packet requests are refused.
+/// (-B 4096, with -A 8192 since a record must fit a page) comes back in 3
+/// datagrams (1400 + 1400 + rest) whose payloads concatenate to the exact
+/// TCP reply; multi-packet requests are refused, and so are requests whose
+/// reply could be much larger than they are (no reflection amplifier).
 #[test]
 fn udp_framing_splits_large_replies_and_refuses_multi_packet_requests() {
     let site = Site::new("udp");
@@ -640,6 +642,28 @@ fn udp_framing_splits_large_replies_and_refuses_multi_packet_requests() {
     // the server still answers.
     let empty = udp_call(&socket, udp_port, 9, b"get udpq\r\n");
     assert_eq!(show(&empty[0].payload), show(END));
+
+    // A reply may be at most 8 times its request, plus one message for a
+    // get of one key: `stats` from a 15-byte datagram, or a get of several
+    // queues, is refused before it runs, and takes nothing.
+    let too_large = b"SERVER_ERROR reply too large for UDP\r\n";
+    let stats = udp_call(&socket, udp_port, 10, b"stats\r\n");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(show(&stats[0].payload), show(too_large));
+    for q in [b"ua", b"ub", b"uc"] {
+        let stored = udp_call(&socket, udp_port, 11, &common::set_cmd(q, 0, &body));
+        assert_eq!(show(&stored[0].payload), show(STORED));
+    }
+    let several = udp_call(&socket, udp_port, 12, b"get ua ub uc\r\n");
+    assert_eq!(show(&several[0].payload), show(too_large));
+    for (id, q) in [(13, "ua"), (14, "ub"), (15, "uc")] {
+        let one = udp_call(&socket, udp_port, id, format!("get {q}\r\n").as_bytes());
+        let joined: Vec<u8> = one.iter().flat_map(|d| d.payload.clone()).collect();
+        assert_eq!(
+            show(&joined),
+            show(&[&value_reply(q.as_bytes(), "0", &body)[..], END].concat())
+        );
+    }
 
     daemon.stop_with(libc::SIGTERM);
 }

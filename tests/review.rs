@@ -73,3 +73,53 @@ fn an_open_whose_delivery_count_cannot_be_kept_hands_out_nothing() {
     );
     c.call(b"stats queue\r\n", b"STAT q 1/1\r\nEND\r\n");
 }
+
+/// Issue 20: one `get` naming a queue 30,000 times, from a client that
+/// never reads, makes the server hold a bounded slice of the ~27 MB reply
+/// (served a slice at a time as the client reads), and once the client
+/// reads, every message arrives, in order, with one `END`.
+#[test]
+fn a_get_of_many_keys_for_a_client_that_never_reads_holds_bounded_memory() {
+    const MESSAGES: usize = 30_000;
+    /// Anonymous memory the server may gain meanwhile: the 1 MiB output
+    /// reservation, one slice, the parsed key list, and slack.
+    const ALLOWED_GROWTH_KB: u64 = 8 * 1024;
+    let (_home, server) = start(&["-N"]);
+    let mut c = server.client();
+    let body = |i: usize| format!("{i:0>900}").into_bytes();
+    let mut sets = Vec::new();
+    for i in 0..MESSAGES {
+        sets.extend_from_slice(b"set q 0 0 900 noreply\r\n");
+        sets.extend_from_slice(&body(i));
+        sets.extend_from_slice(b"\r\n");
+    }
+    sets.extend_from_slice(b"version\r\n");
+    c.send(&sets);
+    c.read_until(b"\r\n");
+    let before = anonymous_kb(server.pid());
+
+    let mut reader = server.client();
+    let mut get = b"get".to_vec();
+    for _ in 0..MESSAGES {
+        get.extend_from_slice(b" q");
+    }
+    get.extend_from_slice(b"\r\n");
+    reader.send(&get);
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        peak = peak.max(anonymous_kb(server.pid()));
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        peak <= before + ALLOWED_GROWTH_KB,
+        "RssAnon grew from {before} kB to {peak} kB for a client that does not read"
+    );
+
+    for i in 0..MESSAGES {
+        reader.expect(&value_reply(b"q", "0", &body(i)));
+    }
+    reader.expect(END);
+    c.call(b"stats queue\r\n", b"STAT q 30000/30000\r\nEND\r\n");
+    eprintln!("never-reading client: RssAnon {before} kB before, peak {peak} kB");
+}

@@ -7,22 +7,11 @@
 mod common;
 
 use common::*;
-use std::fs;
 use std::time::{Duration, Instant};
 
 const QUEUES: usize = 200;
 /// Growth of anonymous memory allowed after warm-up.
 const ALLOWED_GROWTH_KB: u64 = 2048;
-
-/// `RssAnon` of process `pid`, in kB.
-fn anonymous_kb(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("RssAnon in /proc status")
-}
 
 /// One round: a set on every queue in one write, then a get of every
 /// queue in another; every reply checked.

@@ -76,6 +76,7 @@ pub const TOO_MANY_CONNECTIONS: Reply = Reply::ServerError("too many open connec
 pub const STORAGE_FAILED: Reply = Reply::ServerError("storage failure");
 pub const NO_SPACE: Reply = Reply::ServerError("out of disk space");
 pub const MULTI_PACKET: Reply = Reply::ServerError("multi-packet request not supported");
+pub const UDP_REPLY_TOO_LARGE: Reply = Reply::ServerError("reply too large for UDP");
 pub const CONFLICTING_OPTIONS: Reply = Reply::ClientError("conflicting options");
 pub const CLOSE_FIRST: Reply = Reply::ClientError("close current item first");
 

@@ -26,12 +26,18 @@ pub fn split(datagram: &[u8]) -> Option<(Header, &[u8])> {
     Some((header, &datagram[HEADER_LEN..]))
 }
 
-/// The datagrams carrying `reply` for request `request_id`.
+/// The datagrams carrying `reply` for request `request_id`. The count and
+/// sequence fields are 16 bits and must not wrap: a reply is at most
+/// `u16::MAX` datagrams, and any more of it is left out (the server caps a
+/// UDP reply far below that).
 pub fn frame_reply(request_id: u16, reply: &[u8]) -> Vec<Vec<u8>> {
     let chunks: Vec<&[u8]> = if reply.is_empty() {
         vec![&[][..]]
     } else {
-        reply.chunks(MAX_PAYLOAD).collect()
+        reply
+            .chunks(MAX_PAYLOAD)
+            .take(usize::from(u16::MAX))
+            .collect()
     };
     let total = chunks.len() as u16;
     chunks
@@ -62,5 +68,14 @@ mod tests {
         let (h, payload) = split(&d[0]).unwrap();
         assert_eq!((h.request_id, h.sequence, h.total), (7, 0, 3));
         assert_eq!(payload.len(), MAX_PAYLOAD);
+    }
+
+    #[test]
+    fn counts_and_sequence_numbers_never_wrap() {
+        let reply = vec![b'x'; MAX_PAYLOAD * (usize::from(u16::MAX) + 2)];
+        let d = frame_reply(1, &reply);
+        assert_eq!(d.len(), usize::from(u16::MAX));
+        let (h, _) = split(d.last().unwrap()).unwrap();
+        assert_eq!((h.sequence, h.total), (u16::MAX - 1, u16::MAX));
     }
 }

@@ -2,8 +2,9 @@
 
 use std::io::{self, Read, Write};
 
+use super::get_slices::{self, GetSlice, RestOfGet};
 use super::socket::Stream;
-use crate::protocol::{Frame, Parser};
+use crate::protocol::{Command, Parser};
 
 /// Bytes asked of the socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -17,6 +18,15 @@ pub enum ReadState {
     BufferFull,
     /// The client closed its side.
     Closed,
+}
+
+/// A command taken from a connection.
+pub struct Taken {
+    pub command: Command,
+    /// The client asked for no reply.
+    pub noreply: bool,
+    /// Which slice of a long `get` it is, if it is one.
+    pub slice: Option<GetSlice>,
 }
 
 pub struct Connection {
@@ -50,9 +60,12 @@ pub struct Connection {
     /// Taking commands stopped because the replies owed to the client
     /// reached its limit; resume once they drain below it.
     pub throttled: bool,
-    /// A `get <q>/t=<ms>` of this connection is not answered yet: its later
-    /// commands wait behind it.
+    /// A request of this connection is not answered yet, and its later
+    /// commands wait behind it: a `get <q>/t=<ms>`, or a slice of a long
+    /// `get` (the next slice waits for the one before).
     pub awaiting: bool,
+    /// The keys of a long `get` not taken yet (see `get_slices`).
+    rest_of_get: Option<RestOfGet>,
     /// That request waits for a message: its queue and arrival number.
     pub parked: Option<(Vec<u8>, u64)>,
     /// Whether the poller is asked for writability.
@@ -78,6 +91,7 @@ impl Connection {
             reserved: 0,
             throttled: false,
             awaiting: false,
+            rest_of_get: None,
             parked: None,
             wants_writable: false,
             queued: false,
@@ -129,9 +143,21 @@ impl Connection {
         }
     }
 
-    /// The next complete request in the input, if any; its bytes are
-    /// consumed.
-    pub fn next_frame(&mut self, parser: &Parser) -> Option<Frame> {
+    /// The next command to run: the next slice of a long `get` in
+    /// progress, else the next complete request in the input (its bytes
+    /// are consumed).
+    pub fn next_command(&mut self, parser: &Parser, keys_per_slice: usize) -> Option<Taken> {
+        if let Some(rest) = &mut self.rest_of_get {
+            let (command, slice) = rest.next(keys_per_slice);
+            if slice == GetSlice::Last {
+                self.rest_of_get = None;
+            }
+            return Some(Taken {
+                command,
+                noreply: false,
+                slice: Some(slice),
+            });
+        }
         if self.discard > 0 {
             let n = self.discard.min(self.unparsed() as u64);
             self.parsed += n as usize;
@@ -143,7 +169,22 @@ impl Connection {
         let frame = parser.parse(&self.input[self.parsed..self.filled])?;
         self.parsed += frame.consumed;
         self.discard = frame.discard;
-        Some(frame)
+        let (command, sliced) = get_slices::split(frame.command, keys_per_slice);
+        let slice = sliced.map(|(slice, rest)| {
+            self.rest_of_get = Some(rest);
+            slice
+        });
+        Some(Taken {
+            command,
+            noreply: frame.noreply,
+            slice,
+        })
+    }
+
+    /// A slice of a long `get` failed: nothing of it was taken, and the
+    /// rest of its keys will not run.
+    pub fn drop_rest_of_get(&mut self) {
+        self.rest_of_get = None;
     }
 
     /// Whether unparsed bytes remain (a partial command, or more commands).

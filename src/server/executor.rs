@@ -14,6 +14,7 @@ use crate::protocol::{reply, Command, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
 use crate::stats::Stats;
 
+use super::get_slices::GetSlice;
 use super::ReadSettings;
 
 mod reads;
@@ -29,6 +30,10 @@ const DEADLOCK_RETRIES: usize = 10;
 /// transactions, each committed before its replies go out.
 const RECORDS_PER_TRANSACTION: usize = 10_000;
 
+/// Reply bytes one slice of a long `get` may need at most (`get_slices`):
+/// what a client that never reads can make the server hold beyond the
+/// connection's output limit.
+const GET_SLICE_REPLY: usize = 256 * 1024;
 /// Reply bytes of a `VALUE` line beyond the record: `VALUE`, the name, a
 /// cas unique and line ends, generously.
 const VALUE_LINE_OVERHEAD: usize = 300;
@@ -40,7 +45,7 @@ const QUEUE_DUMP: usize = 600;
 /// Reply bytes of `stats`.
 const STATS_REPLY: usize = 1024;
 /// Reply bytes of any other single-line reply.
-const LINE_REPLY: usize = 64;
+pub const LINE_REPLY: usize = 64;
 
 /// Where a command came from, so its reply can go back there.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +82,10 @@ pub struct Entry {
     /// when it found none (`Executor::supply`). Messages given after that
     /// but before it is parked must not go unnoticed.
     pub seen_supply: u64,
+    /// Which slice of a long `get` this is, if it is one (`get_slices`).
+    pub slice: Option<GetSlice>,
+    /// The reply is an error and nothing of the command was done.
+    pub failed: bool,
 }
 
 impl Entry {
@@ -92,6 +101,8 @@ impl Entry {
             parked: None,
             arrived: None,
             seen_supply: 0,
+            slice: None,
+            failed: false,
         }
     }
 }
@@ -213,6 +224,11 @@ impl Executor {
         }
     }
 
+    /// How many keys of a long `get` run in one slice (at least one).
+    pub fn keys_per_get_slice(&self) -> usize {
+        (GET_SLICE_REPLY / (self.store.max_record_len() + VALUE_LINE_OVERHEAD)).max(1)
+    }
+
     /// Runs `entries` in order, filling each reply.
     pub fn run(&mut self, entries: &mut [Entry], stats: &mut Stats) {
         let mut start = 0;
@@ -221,11 +237,6 @@ impl Executor {
             if !in_transaction(&first.command) {
                 let entry = &mut entries[start];
                 self.run_alone(&entry.command, &mut entry.reply, stats);
-                start += 1;
-                continue;
-            }
-            if records_touched(&first.command) > RECORDS_PER_TRANSACTION {
-                self.run_large_get(&mut entries[start], stats);
                 start += 1;
                 continue;
             }
@@ -241,39 +252,12 @@ impl Executor {
                 records += touched;
                 end += 1;
             }
+            // A command alone past the limit still runs, in its own
+            // transaction (gets are sliced well below it, see `get_slices`).
+            end = end.max(start + 1);
             self.run_transaction(&mut entries[start..end], stats);
             start = end;
         }
-    }
-
-    /// A `get` of more keys than one transaction may take: its keys run in
-    /// slices, each in its own transaction. The line was validated as a
-    /// whole by the parser. Should a later slice fail, the messages taken
-    /// by the committed ones are still delivered (and the failed slice's
-    /// stay queued), so nothing is lost: the reply is the values taken and
-    /// `END`, as for queues that were empty.
-    fn run_large_get(&mut self, entry: &mut Entry, stats: &mut Stats) {
-        let Command::Get { keys, cas } = &entry.command else {
-            return;
-        };
-        entry.reply.clear();
-        for (i, slice) in keys.chunks(RECORDS_PER_TRANSACTION).enumerate() {
-            let slice = Command::Get {
-                keys: slice.to_vec(),
-                cas: *cas,
-            };
-            let mut part = [Entry::new(entry.origin, slice)];
-            self.run_transaction(&mut part, stats);
-            let Some(values) = part[0].reply.strip_suffix(b"END\r\n") else {
-                if i == 0 {
-                    entry.reply = std::mem::take(&mut part[0].reply);
-                    return;
-                }
-                break;
-            };
-            entry.reply.extend_from_slice(values);
-        }
-        Reply::End.encode(&mut entry.reply);
     }
 
     /// Runs set/get commands in one transaction, retrying deadlock victims
@@ -295,6 +279,7 @@ impl Executor {
             for e in entries.iter_mut() {
                 e.reply.clear();
                 e.waiting = false;
+                e.failed = false;
             }
             match self.try_transaction(entries, &failed, &mut pending, stats.version()) {
                 Ok(()) => {
@@ -397,6 +382,7 @@ impl Executor {
                     match failed[i] {
                         Some(refusal) => {
                             refusal.encode(&mut e.reply);
+                            e.failed = true;
                             Ok(())
                         }
                         None => self.set(&txn, queue, record, &mut e.reply, pending),
@@ -404,12 +390,17 @@ impl Executor {
                 }
                 Command::Get { keys, cas } => {
                     pending.get_cmds += keys.len() as u64;
+                    let form = reads::GetForm {
+                        cas: *cas,
+                        end: e.slice.is_none_or(GetSlice::ends_reply),
+                    };
                     match failed[i] {
                         Some(refusal) => {
                             refusal.encode(&mut e.reply);
+                            e.failed = true;
                             Ok(())
                         }
-                        None => match self.get(&txn, e.origin, keys, *cas, &mut e.reply, pending) {
+                        None => match self.get(&txn, e.origin, keys, form, &mut e.reply, pending) {
                             Ok(reads::Got::Answered) => Ok(()),
                             Ok(reads::Got::Waiting) => {
                                 e.waiting = true;
@@ -613,6 +604,7 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
         match &e.command {
             Command::Set { .. } => {
                 stats.set_cmds += 1;
+                e.failed = true;
                 let reply = if disk_full {
                     reply::NO_SPACE
                 } else {
@@ -621,6 +613,7 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
                 reply.encode(&mut e.reply);
             }
             Command::Get { .. } => {
+                e.failed = true;
                 let reply = if disk_full {
                     reply::NO_SPACE
                 } else {

@@ -12,6 +12,7 @@ mod connection;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
+mod get_slices;
 mod leases;
 mod log_flusher;
 mod reactor;

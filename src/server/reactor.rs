@@ -11,12 +11,15 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, ReadState};
 use super::executor::{self, Entry, Executor, Origin};
+use super::get_slices::GetSlice;
 use super::log_flusher::{LogFlusher, Settled};
 use super::socket::{Listener, Listeners, Stream};
 use super::waiters::{self, Waiters};
 use super::ServeOptions;
 use crate::log_limit;
-use crate::protocol::{reply, udp, Command, Parser, Refusal, Reply, MAX_GET_LINE, MAX_LINE};
+use crate::protocol::{
+    reply, udp, Command, GetKey, Parser, Refusal, Reply, MAX_GET_LINE, MAX_LINE,
+};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -35,6 +38,9 @@ const COMMANDS_PER_TURN: usize = 4096;
 /// a client that sends but never reads holds at most this much memory,
 /// plus one command's reply.
 const OUTPUT_BACKLOG: usize = 1 << 20;
+/// A UDP request's reply may be this many times the request's size, plus
+/// one message for a `get` (docs/PROTOCOL.md).
+const UDP_REPLY_FACTOR: usize = 8;
 /// How long a stopping server goes on writing replies it owes to clients
 /// that read slowly.
 const SHUTDOWN_WRITE_TIME: Duration = Duration::from_secs(2);
@@ -572,10 +578,23 @@ impl Reactor {
             }
             conn.in_flight -= 1;
             conn.reserved -= entry.reserved;
-            if conn.awaiting && waiters::wait_of(&entry.command).is_some() {
-                // Its later commands waited behind it.
+            if conn.awaiting
+                && (entry.slice.is_some() || waiters::wait_of(&entry.command).is_some())
+            {
+                // Its later commands (or slices) waited behind it.
                 conn.awaiting = false;
                 resume.push(index);
+            }
+            if entry.failed && entry.slice.is_some() {
+                // Nothing of the failed slice was taken, and the rest of
+                // the get does not run. After values already sent, `END`
+                // ends the reply (the failed keys read as empty queues) so
+                // that the client keeps those values.
+                conn.drop_rest_of_get();
+                if entry.slice != Some(GetSlice::First) {
+                    entry.reply.clear();
+                    Reply::End.encode(&mut entry.reply);
+                }
             }
             if !entry.noreply {
                 conn.queue_reply(&entry.reply);
@@ -641,6 +660,7 @@ impl Reactor {
                 return Gathered::Gone;
             }
         };
+        let keys_per_slice = self.executor.keys_per_get_slice();
         let mut count = 0;
         while count < COMMANDS_PER_CONNECTION {
             if conn.owed_output() > OUTPUT_BACKLOG {
@@ -648,31 +668,32 @@ impl Reactor {
                 conn.throttled = true;
                 return Gathered::Done;
             }
-            let Some(frame) = conn.next_frame(&self.parser) else {
+            let Some(taken) = conn.next_command(&self.parser, keys_per_slice) else {
                 break;
             };
             count += 1;
             let closes = matches!(
-                frame.command,
+                taken.command,
                 Command::Quit | Command::Refused(Refusal::ReplyAndClose(_))
             );
-            let waits = waiters::wait_of(&frame.command).is_some();
-            let reserved = self.executor.reply_bound(&frame.command);
+            let waits = waiters::wait_of(&taken.command).is_some();
+            let reserved = self.executor.reply_bound(&taken.command);
             conn.in_flight += 1;
             conn.reserved += reserved;
             self.entries.push(Entry {
-                noreply: frame.noreply,
+                noreply: taken.noreply,
                 reserved,
                 arrived: waits.then(Instant::now),
-                ..Entry::new(Origin::Conn { index, id: conn.id }, frame.command)
+                slice: taken.slice,
+                ..Entry::new(Origin::Conn { index, id: conn.id }, taken.command)
             });
             if closes {
                 conn.closing = true;
                 return Gathered::Done;
             }
-            if waits {
-                // Its later commands wait until it is answered; a FIN read
-                // with it is remembered for when it would wait.
+            if waits || taken.slice.is_some() {
+                // Its later commands (or slices) wait until it is
+                // answered; a FIN read with it is remembered for then.
                 conn.awaiting = true;
                 if state == ReadState::Closed {
                     conn.eof_reported = true;
@@ -730,10 +751,35 @@ impl Reactor {
                 send_datagrams(udp, &mut self.stats, origin, &reply::MULTI_PACKET.to_vec());
                 continue;
             }
+            // The reply may not be much larger than the request, so that
+            // the server cannot amplify a flood sent with a forged source.
+            let mut budget = UDP_REPLY_FACTOR * len;
+            // Beyond that, one `get` of one key may bring one message: a
+            // message someone had to send, and which it takes away.
+            let mut one_message = self.executor.reply_bound(&Command::Get {
+                keys: vec![GetKey::plain(b"")],
+                cas: true,
+            });
             while let Some(mut frame) = self.parser.parse(payload) {
                 payload = &payload[frame.consumed..];
                 if needs_connection(&frame.command) {
                     frame.command = Command::Refused(Refusal::Reply(reply::BAD_FORMAT));
+                }
+                let bound = self.executor.reply_bound(&frame.command);
+                let one_key =
+                    matches!(&frame.command, Command::Get { keys, .. } if keys.len() == 1);
+                if one_key && bound <= one_message {
+                    one_message = 0;
+                } else if bound <= budget {
+                    budget -= bound;
+                } else if budget >= executor::LINE_REPLY {
+                    // Refused before it runs: no get takes a message whose
+                    // reply could not be sent.
+                    budget -= executor::LINE_REPLY;
+                    frame.command = Command::Refused(Refusal::Reply(reply::UDP_REPLY_TOO_LARGE));
+                } else {
+                    // Not even a refusal fits: the rest goes unanswered.
+                    break;
                 }
                 let skip = (frame.discard as usize).min(payload.len());
                 payload = &payload[skip..];

@@ -226,6 +226,17 @@ pub fn wait_for_listening_port(
     }
 }
 
+/// `RssAnon` of process `pid`, in kB: its anonymous memory (the Berkeley
+/// DB cache is a file mapping and does not count).
+pub fn anonymous_kb(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon in /proc status")
+}
+
 /// The `memcacheq` binary under test.
 pub fn server_binary() -> &'static str {
     env!("CARGO_BIN_EXE_memcacheq")

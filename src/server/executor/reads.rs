@@ -23,6 +23,16 @@ use crate::server::ReadSettings;
 use crate::stats::Stats;
 use crate::storage::{self, DiskSpace};
 
+/// How a `get`'s reply is written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GetForm {
+    /// `gets`: each `VALUE` line carries the record number as cas unique.
+    pub cas: bool,
+    /// The reply ends with `END` (all but the last slice of a long `get`
+    /// leave it to the slice after them).
+    pub end: bool,
+}
+
 /// How a `get` ended.
 pub(super) enum Got {
     /// Its reply is written.
@@ -224,7 +234,7 @@ impl Executor {
         txn: &Txn<'_>,
         origin: Origin,
         keys: &[GetKey],
-        cas: bool,
+        form: GetForm,
         out: &mut Vec<u8>,
         pending: &mut Pending,
     ) -> storage::Result<Got> {
@@ -254,14 +264,16 @@ impl Executor {
             if !options.hands_out() {
                 continue;
             }
-            match self.hand_out(txn, key, holder, cas, out, pending)? {
+            match self.hand_out(txn, key, holder, form.cas, out, pending)? {
                 HandOut::Given => {}
                 HandOut::Empty if options.wait.is_some() => return Ok(Got::Waiting),
                 HandOut::Empty => {}
                 HandOut::CreateFirst(dead) => return Ok(Got::CreateFirst(dead)),
             }
         }
-        Reply::End.encode(out);
+        if form.end {
+            Reply::End.encode(out);
+        }
         Ok(Got::Answered)
     }
 
