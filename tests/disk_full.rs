@@ -427,3 +427,94 @@ fn environment_needing_recovery_ends_the_server_with_a_failure() {
     assert_eq!(c.get("jobs").map(|m| m.body), Some(b"kept".to_vec()));
     server.stop();
 }
+
+/// Issue 20: what reliable reads write is charged to the disk budget like
+/// a set. Near a full disk, a message due for its dead-letter queue is not
+/// moved (whether `<q>.dead` is missing or there), and the first `/open`
+/// on a home without `queue.deliveries` does not create it: each such get
+/// is refused with `SERVER_ERROR out of disk space` and takes nothing, the
+/// other commands of its write are served, and once there is space the
+/// messages move and open as usual.
+#[test]
+fn reliable_reads_near_a_full_disk_are_refused_and_move_nothing() {
+    let test = "reliable_reads_near_a_full_disk";
+    let Some(fs) = tmpfs_or_skip(test) else {
+        return;
+    };
+    let flags = ["--max-deliveries", "1"];
+    let (home, fresh_home) = (fs.path.join("home"), fs.path.join("fresh"));
+    fs::create_dir(&home).expect("create home");
+    fs::create_dir(&fresh_home).expect("create home");
+    let server = Server::start(&home, &flags);
+    let fresh = Server::start(&fresh_home, &flags);
+    let mut c = server.client();
+    for (q, bodies) in [("q1", ["m1", "m2"]), ("q2", ["n1", "n2"])] {
+        for body in bodies {
+            c.set(q, 0, body.as_bytes());
+        }
+    }
+    c.set("other", 0, b"o1");
+    // q2: n1 is opened, given back, and moved to q2.dead by the next
+    // /open, which hands out n2; n2 is given back too.
+    c.call(
+        b"get q2/open\r\n",
+        &[&value_reply(b"q2/open", "0", b"n1")[..], END].concat(),
+    );
+    c.call(b"get q2/abort\r\n", END);
+    c.call(
+        b"get q2/open\r\n",
+        &[&value_reply(b"q2/open", "0", b"n2")[..], END].concat(),
+    );
+    c.call(b"get q2/abort\r\n", END);
+    // q1: m1 is due, and q1.dead does not exist.
+    c.call(
+        b"get q1/open\r\n",
+        &[&value_reply(b"q1/open", "0", b"m1")[..], END].concat(),
+    );
+    c.call(b"get q1/abort\r\n", END);
+    let mut f = fresh.client();
+    f.set("r", 0, b"r1");
+    assert!(!fresh_home.join("queue.deliveries").exists());
+
+    fs.leave_free(256 * 1024);
+    let no_space = b"SERVER_ERROR out of disk space\r\n";
+    c.call(
+        b"get q1/open\r\nget q2/open\r\nget other\r\n",
+        &[
+            no_space,
+            no_space,
+            &value_reply(b"other", "0", b"o1")[..],
+            END,
+        ]
+        .concat(),
+    );
+    f.call(b"get r/open\r\n", no_space);
+    assert!(!fresh_home.join("queue.deliveries").exists());
+    c.call(
+        b"stats queue\r\n",
+        b"STAT other 1/1\r\nSTAT q1 2/0\r\nSTAT q2 2/1\r\nSTAT q2.dead 1/0\r\nEND\r\n",
+    );
+
+    fs.resize(ROOMY);
+    c.call(
+        b"get q1/open\r\n",
+        &[&value_reply(b"q1/open", "0", b"m2")[..], END].concat(),
+    );
+    c.call(
+        b"get q1.dead q2/open q2.dead q2.dead\r\n",
+        &[
+            &value_reply(b"q1.dead", "0", b"m1")[..],
+            &value_reply(b"q2.dead", "0", b"n1"),
+            &value_reply(b"q2.dead", "0", b"n2"),
+            END,
+        ]
+        .concat(),
+    );
+    f.call(
+        b"get r/open\r\n",
+        &[&value_reply(b"r/open", "0", b"r1")[..], END].concat(),
+    );
+    drop((c, f));
+    stop_quickly(fresh, test);
+    stop_quickly(server, test);
+}

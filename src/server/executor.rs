@@ -119,8 +119,9 @@ pub struct Parked {
 /// Changes a transaction makes visible only once it commits.
 #[derive(Default)]
 struct Pending {
-    /// Disk space new messages may still take in this attempt.
-    space: u64,
+    /// Disk space new messages may still take in this attempt, measured
+    /// when first needed (see `Executor::charge`).
+    space: Option<u64>,
     /// Bytes of queue records stored in this attempt.
     stored_bytes: u64,
     counts: HashMap<Vec<u8>, Counts>,
@@ -265,15 +266,11 @@ impl Executor {
     fn run_transaction(&mut self, entries: &mut [Entry], stats: &mut Stats) {
         // The reply of each command left out of the transaction.
         let mut failed: Vec<Option<Reply<'static>>> = vec![None; entries.len()];
-        let has_sets = entries
-            .iter()
-            .any(|e| matches!(e.command, Command::Set { .. }));
         self.create_missing_queues(entries, &mut failed);
         self.reads.uncreatable.clear();
         let mut retries = 0;
         loop {
             let mut pending = Pending {
-                space: if has_sets { self.space.budget() } else { 0 },
                 ..Pending::default()
             };
             for e in entries.iter_mut() {
@@ -449,7 +446,7 @@ impl Executor {
     }
 
     fn set(
-        &self,
+        &mut self,
         txn: &Txn<'_>,
         queue: &[u8],
         record: &[u8],
@@ -457,12 +454,10 @@ impl Executor {
         pending: &mut Pending,
     ) -> storage::Result<()> {
         let record_len = self.store.record_len(queue).unwrap_or(0);
-        let cost = DiskSpace::message_cost(record_len);
-        if pending.space < cost {
+        if !self.charge(pending, DiskSpace::message_cost(record_len)) {
             reply::NO_SPACE.encode(out);
             return Ok(());
         }
-        pending.space -= cost;
         if let Some(recno) = self.store.append(txn, queue, record)? {
             pending.reads.stored(queue, recno);
             pending.stored_bytes += record_len as u64;
@@ -473,6 +468,18 @@ impl Executor {
             reply::TOO_LARGE.encode(out);
         }
         Ok(())
+    }
+
+    /// Takes `cost` bytes of the attempt's disk budget, measured once per
+    /// attempt when first needed; false (and nothing taken) when they are
+    /// not there.
+    fn charge(&mut self, pending: &mut Pending, cost: u64) -> bool {
+        let space = pending.space.get_or_insert_with(|| self.space.budget());
+        if *space < cost {
+            return false;
+        }
+        *space -= cost;
+        true
     }
 
     /// Makes a committed transaction's counters visible.

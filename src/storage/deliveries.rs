@@ -61,6 +61,11 @@ impl Deliveries {
         Ok(deliveries)
     }
 
+    /// Whether `queue.deliveries` exists (is open).
+    pub fn file_exists(&self) -> bool {
+        self.db.is_some()
+    }
+
     /// Creates `queue.deliveries` if it is missing, outside any turn's
     /// transaction (as a queue is created).
     pub fn ensure_file(&mut self, env: &Env) -> Result<()> {

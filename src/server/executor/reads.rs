@@ -8,7 +8,7 @@
 //! later read of the transaction consults; they take effect at the commit,
 //! like the counters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::stored_times::StoredTimes;
@@ -52,6 +52,21 @@ enum HandOut {
     Given,
     Empty,
     CreateFirst(Vec<u8>),
+    /// The get is refused and takes nothing (e.g. a dead-letter move that
+    /// the disk has no room for).
+    Refused(Reply<'static>),
+}
+
+/// Why a dead-letter queue could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoDeadLetters {
+    /// Not enough disk space: a message due to move stays where it is, and
+    /// the get that would move it is refused until there is room.
+    NoSpace,
+    /// Its name may not be created, or creating it failed: messages due to
+    /// move are handed out as if they had no limit (else they would block
+    /// their queue for good).
+    Impossible,
 }
 
 /// What reliable reads keep between turns.
@@ -69,8 +84,11 @@ pub(super) struct Reads {
     /// compares it when it is parked, so none given meanwhile is missed.
     supply: HashMap<Vec<u8>, u64>,
     /// Dead-letter queues that could not be created in the transaction
-    /// being run: their messages are handed out as if they had no limit.
-    pub(super) uncreatable: HashSet<Vec<u8>>,
+    /// being run, and why.
+    pub(super) uncreatable: HashMap<Vec<u8>, NoDeadLetters>,
+    /// Why `/open` is refused in the transaction being run:
+    /// `queue.deliveries`, where its count goes, could not be created.
+    deliveries_refusal: Option<Reply<'static>>,
 }
 
 #[derive(Default)]
@@ -140,17 +158,33 @@ fn dead_letter_queue(queue: &[u8]) -> Vec<u8> {
 
 impl Executor {
     /// Before a turn's transaction: `queue.deliveries`, which `/open`
-    /// writes, must exist (it is created in a transaction of its own).
+    /// writes, must exist (it is created in a transaction of its own, and
+    /// charged to the disk budget as a queue is).
     pub(super) fn prepare_reads(&mut self, entries: &[super::Entry]) {
         let opens = entries.iter().any(|e| {
             matches!(&e.command, super::Command::Get { keys, .. }
                 if keys.iter().any(|k| k.options.open))
         });
-        if opens {
-            let (deliveries, env) = self.store.deliveries_mut();
-            if let Err(err) = deliveries.ensure_file(env) {
-                log::error!("creating {}: {err}", storage::deliveries::FILE_NAME);
-            }
+        self.reads.deliveries_refusal = None;
+        if !opens || self.store.deliveries().file_exists() {
+            return;
+        }
+        if self.space.budget() < DiskSpace::queue_cost() {
+            self.reads.deliveries_refusal = Some(reply::NO_SPACE);
+            return;
+        }
+        let (deliveries, env) = self.store.deliveries_mut();
+        if let Err(err) = deliveries.ensure_file(env) {
+            log_limit::error!(
+                "deliveries file",
+                "creating {}: {err}",
+                storage::deliveries::FILE_NAME
+            );
+            self.reads.deliveries_refusal = Some(if err.is_disk_full() {
+                reply::NO_SPACE
+            } else {
+                reply::STORAGE_FAILED
+            });
         }
     }
 
@@ -159,19 +193,30 @@ impl Executor {
     /// is remembered for the rest of the transaction's attempts.
     pub(super) fn create_dead_letter_queue(&mut self, dead: Vec<u8>) {
         let created = match self.store.name_rules().check_new(&dead) {
-            Ok(()) if self.space.budget() < DiskSpace::queue_cost() => {
-                Err("out of disk space".to_string())
+            Ok(()) if self.space.budget() < DiskSpace::queue_cost() => Err(NoDeadLetters::NoSpace),
+            Ok(()) => self.store.create(&dead).map_err(|e| {
+                log_limit::error!(
+                    "dead-letter queue",
+                    "creating dead-letter queue {:?} failed: {e}",
+                    String::from_utf8_lossy(&dead)
+                );
+                if e.is_disk_full() {
+                    NoDeadLetters::NoSpace
+                } else {
+                    NoDeadLetters::Impossible
+                }
+            }),
+            Err(why) => {
+                log_limit::error!(
+                    "dead-letter queue",
+                    "no dead-letter queue {:?} ({why:?}): its messages are handed out without a limit",
+                    String::from_utf8_lossy(&dead)
+                );
+                Err(NoDeadLetters::Impossible)
             }
-            Ok(()) => self.store.create(&dead).map_err(|e| e.to_string()),
-            Err(why) => Err(format!("{why:?}")),
         };
         if let Err(why) = created {
-            log_limit::error!(
-                "dead-letter queue",
-                "no dead-letter queue {:?} ({why}): messages due to move stay",
-                String::from_utf8_lossy(&dead)
-            );
-            self.reads.uncreatable.insert(dead);
+            self.reads.uncreatable.insert(dead, why);
         }
     }
 
@@ -269,6 +314,7 @@ impl Executor {
                 HandOut::Empty if options.wait.is_some() => return Ok(Got::Waiting),
                 HandOut::Empty => {}
                 HandOut::CreateFirst(dead) => return Ok(Got::CreateFirst(dead)),
+                HandOut::Refused(refusal) => return Ok(Got::Refused(refusal)),
             }
         }
         if form.end {
@@ -309,6 +355,9 @@ impl Executor {
     ) -> storage::Result<HandOut> {
         let queue = key.queue();
         let options = key.options;
+        if let Some(refusal) = self.reads.deliveries_refusal.filter(|_| options.open) {
+            return Ok(HandOut::Refused(refusal));
+        }
         let max = self.reads.settings.max_deliveries;
         loop {
             // A plain get on a queue with nothing open takes the head
@@ -331,15 +380,26 @@ impl Executor {
             let message = item::decode(record).ok_or(storage::Error::CorruptRecord)?;
             let delivered = self.deliveries_of(queue, recno, &pending.reads);
             let used = message.encoded_len();
-            let dead = (max > 0 && delivered >= max && !options.peek)
-                .then(|| dead_letter_queue(queue))
-                .filter(|dead| !self.reads.uncreatable.contains(dead));
+            let mut dead =
+                (max > 0 && delivered >= max && !options.peek).then(|| dead_letter_queue(queue));
+            match dead.as_ref().and_then(|d| self.reads.uncreatable.get(d)) {
+                Some(NoDeadLetters::NoSpace) => break Ok(HandOut::Refused(reply::NO_SPACE)),
+                Some(NoDeadLetters::Impossible) => dead = None,
+                None => {}
+            }
             if let Some(dead) = dead.as_ref().filter(|dead| !self.store.contains(dead)) {
                 break Ok(HandOut::CreateFirst(dead.clone()));
             }
-            let dead =
-                dead.filter(|dead| self.store.record_len(dead).is_some_and(|len| used <= len));
-            if let Some(dead) = dead {
+            let dead = dead.and_then(|dead| {
+                let len = self.store.record_len(&dead).filter(|&len| used <= len)?;
+                Some((dead, len))
+            });
+            if let Some((dead, dead_len)) = dead {
+                // The move stores a message: charged as a set is.
+                if !self.charge(pending, DiskSpace::message_cost(dead_len)) {
+                    break Ok(HandOut::Refused(reply::NO_SPACE));
+                }
+                pending.stored_bytes += dead_len as u64;
                 if !consumed {
                     self.store.remove(txn, queue, recno)?;
                 }
