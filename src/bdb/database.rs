@@ -294,15 +294,18 @@ impl Database {
         }
     }
 
-    /// Reads into `buf` the oldest record of a queue whose record number
-    /// `skip` does not refuse, leaving it in place; returns its record
-    /// number, `None` when there is none. The records looked at stay read
-    /// locked until `txn` ends.
-    pub fn first_record_where(
+    /// Reads into `buf` the oldest record of a queue that is not open,
+    /// leaving it in place; returns its record number, `None` when there is
+    /// none. `last_open_from(recno)` tells, for an open record, the last
+    /// record of the run of consecutive open records it starts (`None`:
+    /// not open). The walk jumps to the end of each run and steps past it,
+    /// so it reads and read-locks (until `txn` ends) two records per run of
+    /// open ones, not each of them.
+    pub fn first_not_open(
         &self,
         txn: &Txn<'_>,
         buf: &mut [u8],
-        mut skip: impl FnMut(u32) -> bool,
+        mut last_open_from: impl FnMut(u32) -> Option<u32>,
     ) -> Result<Option<u32>> {
         let mut raw = ptr::null_mut();
         // SAFETY: an open handle and live transaction; cursor writes a new
@@ -318,17 +321,33 @@ impl Database {
         })?;
         let cursor = non_null(raw)?;
         let mut flag = sys::DB_FIRST;
+        let mut target = 0;
+        let mut jumps = true;
         let found = loop {
-            let mut recno: u32 = 0;
+            let mut recno: u32 = target;
             let mut key = output(bytes_of_mut(&mut recno));
+            if flag == sys::DB_SET {
+                key.size = key.ulen;
+            }
             let mut data = output(buf);
             // SAFETY: a live cursor; the DBTs point at memory that outlives
             // the call, and Berkeley DB writes at most `ulen` bytes.
             let rc = unsafe { method!(cursor.as_ptr(), get, &mut key, &mut data, flag) };
-            flag = sys::DB_NEXT;
             match check(rc) {
-                Ok(()) if skip(recno) => {}
-                Ok(()) => break Ok(Some(recno)),
+                Ok(()) => match last_open_from(recno) {
+                    None => break Ok(Some(recno)),
+                    Some(last) if jumps && last > recno => {
+                        target = last;
+                        flag = sys::DB_SET;
+                    }
+                    Some(_) => flag = sys::DB_NEXT,
+                },
+                // An open record is never deleted, so a jump always lands;
+                // should one not, walk record by record from the start.
+                Err(Error::NotFound | Error::KeyEmpty) if flag == sys::DB_SET => {
+                    jumps = false;
+                    flag = sys::DB_FIRST;
+                }
                 Err(Error::NotFound) => break Ok(None),
                 Err(e) => break Err(e),
             }

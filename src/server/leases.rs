@@ -25,11 +25,67 @@ struct Lease {
     expires: Option<Instant>,
 }
 
+/// The open records of one queue as runs of consecutive record numbers,
+/// so that a reader steps over a whole run at once instead of record by
+/// record (`Database::first_not_open`).
+#[derive(Default, Debug)]
+struct OpenRuns {
+    /// First record of each run, to its last.
+    runs: BTreeMap<u32, u32>,
+}
+
+impl OpenRuns {
+    /// The run holding `recno`: its first and last record.
+    fn run_of(&self, recno: u32) -> Option<(u32, u32)> {
+        let (&first, &last) = self.runs.range(..=recno).next_back()?;
+        (recno <= last).then_some((first, last))
+    }
+
+    /// The last record of the run holding `recno`.
+    fn last_of_run(&self, recno: u32) -> Option<u32> {
+        self.run_of(recno).map(|(_, last)| last)
+    }
+
+    /// Adds `recno` (not in a run), joining the runs beside it.
+    fn insert(&mut self, recno: u32) {
+        let before = recno
+            .checked_sub(1)
+            .and_then(|r| self.run_of(r))
+            .map(|(first, _)| first);
+        let after = recno.checked_add(1).and_then(|r| self.runs.remove(&r));
+        let first = before.unwrap_or(recno);
+        self.runs.insert(first, after.unwrap_or(recno));
+    }
+
+    /// Takes `recno` out of its run, splitting it.
+    fn remove(&mut self, recno: u32) {
+        let Some((first, last)) = self.run_of(recno) else {
+            return;
+        };
+        self.runs.remove(&first);
+        if first < recno {
+            self.runs.insert(first, recno - 1);
+        }
+        if recno < last {
+            self.runs.insert(recno + 1, last);
+        }
+    }
+}
+
+/// The open messages of one queue.
+#[derive(Default)]
+struct QueueLeases {
+    /// By record number.
+    records: BTreeMap<u32, Lease>,
+    /// The same record numbers, as runs.
+    runs: OpenRuns,
+}
+
 /// Every open message of the server.
 #[derive(Default)]
 pub struct Leases {
-    /// Open messages by queue, then record number.
-    by_queue: HashMap<Vec<u8>, BTreeMap<u32, Lease>>,
+    /// Open messages by queue.
+    by_queue: HashMap<Vec<u8>, QueueLeases>,
     /// What each connection holds: queue and record number (one per queue).
     by_holder: HashMap<u64, HashMap<Vec<u8>, u32>>,
     /// Lease expiry times with their queue and record, earliest first.
@@ -46,28 +102,36 @@ impl Leases {
     pub fn is_open(&self, queue: &[u8], recno: u32) -> bool {
         self.by_queue
             .get(queue)
-            .is_some_and(|open| open.contains_key(&recno))
+            .is_some_and(|open| open.records.contains_key(&recno))
+    }
+
+    /// If record `recno` of `queue` is open: the last record of the run of
+    /// consecutive open records it is in.
+    pub fn last_open_from(&self, queue: &[u8], recno: u32) -> Option<u32> {
+        self.by_queue.get(queue)?.runs.last_of_run(recno)
     }
 
     /// How many messages of `queue` are open.
     pub fn open_count(&self, queue: &[u8]) -> usize {
-        self.by_queue.get(queue).map_or(0, BTreeMap::len)
+        self.by_queue
+            .get(queue)
+            .map_or(0, |open| open.records.len())
     }
 
     /// Opens record `recno` of `queue` for `holder`, which must hold no
     /// other message of `queue`, on a record nobody holds.
     fn grant(&mut self, queue: &[u8], recno: u32, holder: u64, expires: Option<Instant>) {
         let lease = Lease { holder, expires };
-        let before = self
-            .by_queue
-            .entry(queue.to_vec())
-            .or_default()
-            .insert(recno, lease);
+        let open = self.by_queue.entry(queue.to_vec()).or_default();
+        let before = open.records.insert(recno, lease);
         invariant!(
             before.is_none(),
             "record {recno} of {:?} leased twice",
             String::from_utf8_lossy(queue)
         );
+        if before.is_none() {
+            open.runs.insert(recno);
+        }
         let before = self
             .by_holder
             .entry(holder)
@@ -85,7 +149,7 @@ impl Leases {
 
     /// The connection that holds record `recno` of `queue`.
     fn holder_of(&self, queue: &[u8], recno: u32) -> Option<u64> {
-        Some(self.by_queue.get(queue)?.get(&recno)?.holder)
+        Some(self.by_queue.get(queue)?.records.get(&recno)?.holder)
     }
 
     /// Ends the lease on record `recno` of `queue`, if any.
@@ -93,10 +157,11 @@ impl Leases {
         let Some(open) = self.by_queue.get_mut(queue) else {
             return;
         };
-        let Some(lease) = open.remove(&recno) else {
+        let Some(lease) = open.records.remove(&recno) else {
             return;
         };
-        if open.is_empty() {
+        open.runs.remove(recno);
+        if open.records.is_empty() {
             self.by_queue.remove(queue);
         }
         if let Some(held) = self.by_holder.get_mut(&lease.holder) {
@@ -131,7 +196,7 @@ impl Leases {
         let open: Vec<u32> = self
             .by_queue
             .get(queue)
-            .map(|o| o.keys().copied().collect())
+            .map(|o| o.records.keys().copied().collect())
             .unwrap_or_default();
         for recno in open {
             self.release(queue, recno);
@@ -178,6 +243,36 @@ impl LeaseChanges {
         match self.records.get(queue).and_then(|r| r.get(&recno)) {
             Some(state) => state.is_some(),
             None => committed.is_open(queue, recno),
+        }
+    }
+
+    /// If record `recno` of `queue` is open as of this attempt: the last
+    /// record of the run of consecutive open records it starts. Each step
+    /// jumps a committed run, cut where this attempt ended a lease; the
+    /// steps are bounded by the records this attempt touched.
+    pub fn last_open_from(&self, committed: &Leases, queue: &[u8], recno: u32) -> Option<u32> {
+        let changes = self.records.get(queue);
+        let changed = |r: u32| changes.and_then(|c| c.get(&r)).copied();
+        let open_from = |r: u32| match changed(r) {
+            Some(Some(_)) => Some(r),
+            Some(None) => None,
+            None => committed.last_open_from(queue, r),
+        };
+        let mut last = open_from(recno)?;
+        loop {
+            // The first lease this attempt ended inside the run cuts it.
+            if let Some(changes) = changes {
+                let ended = changes
+                    .range(recno..=last)
+                    .find(|(_, state)| state.is_none());
+                if let Some((&ended, _)) = ended {
+                    return Some(ended - 1);
+                }
+            }
+            match last.checked_add(1).and_then(open_from) {
+                Some(further) => last = further,
+                None => return Some(last),
+            }
         }
     }
 
@@ -316,6 +411,57 @@ mod tests {
         assert_eq!(l.held_by(2, b"q"), Some(5));
         assert_eq!(l.open_count(b"q"), 1);
         assert!(l.release_holder(1).is_empty());
+    }
+
+    #[test]
+    fn open_records_form_runs_that_join_and_split() {
+        let mut runs = OpenRuns::default();
+        for r in [5, 7, 6, 1, 9] {
+            runs.insert(r);
+        }
+        assert_eq!(runs.last_of_run(5), Some(7));
+        assert_eq!(runs.last_of_run(6), Some(7));
+        assert_eq!((runs.last_of_run(8), runs.last_of_run(9)), (None, Some(9)));
+        runs.remove(6);
+        assert_eq!(
+            (runs.last_of_run(5), runs.last_of_run(7)),
+            (Some(5), Some(7))
+        );
+        runs.insert(8);
+        assert_eq!(runs.last_of_run(7), Some(9));
+        runs.insert(u32::MAX);
+        runs.insert(0);
+        assert_eq!(
+            (runs.last_of_run(0), runs.last_of_run(u32::MAX)),
+            (Some(1), Some(u32::MAX))
+        );
+        for r in [0, 1, 5, 7, 8, 9, u32::MAX] {
+            runs.remove(r);
+        }
+        assert!(runs.runs.is_empty());
+    }
+
+    #[test]
+    fn a_run_seen_by_an_attempt_includes_its_grants_and_stops_at_its_releases() {
+        let mut l = Leases::default();
+        for (recno, holder) in [(1, 1), (2, 2), (3, 3), (5, 5), (6, 6)] {
+            l.grant(b"q", recno, holder, None);
+        }
+        let mut c = LeaseChanges::default();
+        assert_eq!(c.last_open_from(&l, b"q", 1), Some(3));
+        assert_eq!(c.last_open_from(&l, b"q", 4), None);
+        // Opening 4 joins the runs; giving 6 back and closing 2 cut them.
+        c.grant(&l, b"q", 4, 4);
+        assert_eq!(c.last_open_from(&l, b"q", 1), Some(6));
+        c.release(&l, b"q", 6);
+        assert_eq!(c.last_open_from(&l, b"q", 3), Some(5));
+        c.release(&l, b"q", 2);
+        assert_eq!(c.last_open_from(&l, b"q", 1), Some(1));
+        assert_eq!(c.last_open_from(&l, b"q", 2), None);
+        assert_eq!(c.last_open_from(&l, b"r", 1), None);
+        c.commit(&mut l, None);
+        assert_eq!(l.last_open_from(b"q", 3), Some(5));
+        assert_eq!(l.last_open_from(b"q", 1), Some(1));
     }
 
     #[test]

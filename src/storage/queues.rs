@@ -230,21 +230,21 @@ impl QueueStore {
         Ok(Some(recno))
     }
 
-    /// Reads into `buf` the oldest record of `name` whose record number
-    /// `skip` does not refuse, without taking it; `None` when there is
-    /// none (or no such queue).
-    pub fn first_record_where(
+    /// Reads into `buf` the oldest record of `name` that is not open,
+    /// without taking it; `None` when there is none (or no such queue).
+    /// `last_open_from` as for `Database::first_not_open`.
+    pub fn first_not_open(
         &self,
         txn: &Txn<'_>,
         name: &[u8],
         buf: &mut Vec<u8>,
-        skip: impl FnMut(u32) -> bool,
+        last_open_from: impl FnMut(u32) -> Option<u32>,
     ) -> Result<Option<u32>> {
         let Some(queue) = self.queues.get(name) else {
             return Ok(None);
         };
         buf.resize(queue.record_len, 0);
-        Ok(queue.db.first_record_where(txn, buf, skip)?)
+        Ok(queue.db.first_not_open(txn, buf, last_open_from)?)
     }
 
     /// Deletes record `recno` of `name` in `txn`; `Ok(false)` when it is

@@ -368,8 +368,11 @@ impl Executor {
             let found = if consumed {
                 self.store.consume(txn, queue, record)?
             } else {
-                self.store.first_record_where(txn, queue, record, |r| {
-                    self.is_open(queue, r, &pending.reads)
+                self.store.first_not_open(txn, queue, record, |r| {
+                    pending
+                        .reads
+                        .leases
+                        .last_open_from(&self.reads.leases, queue, r)
                 })?
             };
             let Some(recno) = found else {
@@ -540,9 +543,9 @@ impl Executor {
         let txn = env.begin().ok()?;
         let mut record = std::mem::take(&mut self.record);
         let leases = &self.reads.leases;
-        let found = self
-            .store
-            .first_record_where(&txn, queue, &mut record, |r| leases.is_open(queue, r));
+        let found = self.store.first_not_open(&txn, queue, &mut record, |r| {
+            leases.last_open_from(queue, r)
+        });
         self.record = record;
         let _ = txn.commit();
         found.ok().flatten()
