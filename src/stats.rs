@@ -1,7 +1,6 @@
 //! The general counters reported by `stats`, in the original's order.
 
 use crate::protocol::Reply;
-use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The version clients see in `version` and `stats`, unless
@@ -35,9 +34,6 @@ pub struct Stats {
     threads: u32,
     /// Reported by `version` and `stats`.
     version: String,
-    /// Requests waiting with `/t=`, by queue (for `dump_stats`, and so the
-    /// executor knows which queues someone waits on).
-    pub waiters: HashMap<Vec<u8>, usize>,
 }
 
 impl Stats {
@@ -55,7 +51,6 @@ impl Stats {
             bytes_written: 0,
             threads,
             version: VERSION.to_string(),
-            waiters: HashMap::new(),
         }
     }
 

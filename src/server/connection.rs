@@ -66,8 +66,6 @@ pub struct Connection {
     pub awaiting: bool,
     /// The keys of a long `get` not taken yet (see `get_slices`).
     rest_of_get: Option<RestOfGet>,
-    /// That request waits for a message: its queue and arrival number.
-    pub parked: Option<(Vec<u8>, u64)>,
     /// Whether the poller is asked for writability.
     pub wants_writable: bool,
     /// Whether the connection is already in the reactor's ready list.
@@ -92,7 +90,6 @@ impl Connection {
             throttled: false,
             awaiting: false,
             rest_of_get: None,
-            parked: None,
             wants_writable: false,
             queued: false,
         }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use super::{Durability, QueueStatsFormat};
 use crate::bdb::{self, Txn};
@@ -15,6 +14,7 @@ use crate::queue_name::CreateRefusal;
 use crate::stats::Stats;
 
 use super::get_slices::GetSlice;
+use super::waiting::Wait;
 use super::ReadSettings;
 
 mod reads;
@@ -73,15 +73,8 @@ pub struct Entry {
     /// A `get <q>/t=<ms>` that found nothing to hand out: no reply yet,
     /// it waits in the reactor and runs again when a message comes.
     pub waiting: bool,
-    /// Set by the reactor once the request has waited.
-    pub parked: Option<Parked>,
-    /// When a request that may wait (`/t=`) was read: its time runs from
-    /// then, not from when it is parked.
-    pub arrived: Option<Instant>,
-    /// For a waiting request: how many messages its queue had been given
-    /// when it found none (`Executor::supply`). Messages given after that
-    /// but before it is parked must not go unnoticed.
-    pub seen_supply: u64,
+    /// What a request that may wait carries between turns (`waiting`).
+    pub wait: Wait,
     /// Which slice of a long `get` this is, if it is one (`get_slices`).
     pub slice: Option<GetSlice>,
     /// The reply is an error and nothing of the command was done.
@@ -98,22 +91,11 @@ impl Entry {
             reserved: 0,
             reply: Vec::new(),
             waiting: false,
-            parked: None,
-            arrived: None,
-            seen_supply: 0,
+            wait: Wait::default(),
             slice: None,
             failed: false,
         }
     }
-}
-
-/// A waiting request's place among the waiters of its queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parked {
-    /// Arrival order.
-    pub seq: u64,
-    /// When it is answered `END` if no message came.
-    pub deadline: Instant,
 }
 
 /// Changes a transaction makes visible only once it commits.
@@ -231,13 +213,20 @@ impl Executor {
     }
 
     /// Runs `entries` in order, filling each reply.
-    pub fn run(&mut self, entries: &mut [Entry], stats: &mut Stats) {
+    /// `waiters_on(queue)` tells how many requests wait on a queue (for
+    /// `dump_stats`).
+    pub fn run(
+        &mut self,
+        entries: &mut [Entry],
+        stats: &mut Stats,
+        waiters_on: &dyn Fn(&[u8]) -> usize,
+    ) {
         let mut start = 0;
         while start < entries.len() {
             let first = &entries[start];
             if !in_transaction(&first.command) {
                 let entry = &mut entries[start];
-                self.run_alone(&entry.command, &mut entry.reply, stats);
+                self.run_alone(&entry.command, &mut entry.reply, stats, waiters_on);
                 start += 1;
                 continue;
             }
@@ -401,7 +390,6 @@ impl Executor {
                             Ok(reads::Got::Answered) => Ok(()),
                             Ok(reads::Got::Waiting) => {
                                 e.waiting = true;
-                                e.seen_supply = self.supply(keys[0].queue());
                                 Ok(())
                             }
                             Ok(reads::Got::Refused(refusal)) => {
@@ -487,13 +475,13 @@ impl Executor {
         self.space.charge(pending.stored_bytes);
         for (queue, delta) in &pending.counts {
             if delta.set > 0 {
-                self.reads.supplied(queue, delta.set as usize, stats);
+                self.reads.supplied(queue, delta.set as usize);
             }
         }
         for (queue, delta) in pending.counts {
             self.store.add_counts(&queue, delta);
         }
-        self.apply_reads(pending.reads, stats);
+        self.apply_reads(pending.reads);
         stats.get_cmds += pending.get_cmds;
         stats.get_hits += pending.get_hits;
         stats.set_cmds += pending.set_cmds;
@@ -501,7 +489,13 @@ impl Executor {
     }
 
     /// Commands that commit on their own or only read committed state.
-    fn run_alone(&mut self, command: &Command, out: &mut Vec<u8>, stats: &mut Stats) {
+    fn run_alone(
+        &mut self,
+        command: &Command,
+        out: &mut Vec<u8>,
+        stats: &mut Stats,
+        waiters_on: &dyn Fn(&[u8]) -> usize,
+    ) {
         match command {
             Command::Delete { queue } => match self.store.delete(queue) {
                 Ok(true) => {
@@ -522,7 +516,7 @@ impl Executor {
                 stats.reset();
                 Reply::Reset.encode(out);
             }
-            Command::DumpStats => self.dump_stats(out, stats),
+            Command::DumpStats => self.dump_stats(out, stats, waiters_on),
             Command::Flush { queue } => self.flush(queue, out),
             Command::Checkpoint => ok_or_error(self.store.env().checkpoint(), out),
             Command::Archive => ok_or_error(self.store.env().remove_unneeded_logs(), out),

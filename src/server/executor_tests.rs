@@ -85,7 +85,7 @@ fn turn(executor: &mut Executor, stats: &mut Stats, commands: Vec<Command>) -> V
         .into_iter()
         .map(|command| Entry::new(Origin::Conn { index: 0, id: 1 }, command))
         .collect();
-    executor.run(&mut entries, stats);
+    executor.run(&mut entries, stats, &|_| 0);
     entries
         .iter()
         .map(|e| e.reply.escape_ascii().to_string())

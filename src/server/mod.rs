@@ -17,7 +17,7 @@ mod leases;
 mod log_flusher;
 mod reactor;
 mod socket;
-mod waiters;
+mod waiting;
 
 use std::fs::DirBuilder;
 use std::io;

@@ -14,7 +14,7 @@ use super::executor::{self, Entry, Executor, Origin};
 use super::get_slices::GetSlice;
 use super::log_flusher::{LogFlusher, Settled};
 use super::socket::{Listener, Listeners, Stream};
-use super::waiters::{self, Waiters};
+use super::waiting::{self, Parked, Wait, Waiting};
 use super::ServeOptions;
 use crate::log_limit;
 use crate::protocol::{
@@ -100,9 +100,7 @@ pub struct Reactor {
     /// Committed turns whose replies wait for the log flush, oldest first.
     held: VecDeque<(u64, Vec<Entry>)>,
     /// Requests waiting for a message (`get <q>/t=<ms>`).
-    waiters: Waiters,
-    /// Waiting requests a new message woke, to run first next turn.
-    rerun: Vec<Entry>,
+    waiting: Waiting,
 }
 
 impl Reactor {
@@ -144,8 +142,7 @@ impl Reactor {
             flusher,
             generation: 0,
             held: VecDeque::new(),
-            waiters: Waiters::default(),
-            rerun: Vec::new(),
+            waiting: Waiting::default(),
         };
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
@@ -161,7 +158,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut stopping = false;
         while !stopping {
-            let idle = self.ready.is_empty() && !self.udp_ready && self.rerun.is_empty();
+            let idle = self.ready.is_empty() && !self.udp_ready && !self.waiting.has_woken();
             let timeout = if idle {
                 self.next_timer()
                     .map(|at| at.saturating_duration_since(Instant::now()))
@@ -209,14 +206,11 @@ impl Reactor {
     /// At shutdown: every waiting request, parked or woken and not yet
     /// run, is answered `END`, taking nothing.
     fn answer_waiters(&mut self) {
-        let mut waiting = self.waiters.take_all();
-        waiting.append(&mut self.rerun);
-        let ended = waiting
+        let ended = self
+            .waiting
+            .take_all()
             .into_iter()
-            .map(|e| {
-                self.waiter_left(&e);
-                self.end_wait(e)
-            })
+            .map(waiting::answer_end)
             .collect();
         self.deliver(ended);
     }
@@ -318,7 +312,7 @@ impl Reactor {
 
     /// When a waiting request's time or a lease runs out next.
     fn next_timer(&self) -> Option<Instant> {
-        let waiter = self.waiters.next_deadline();
+        let waiter = self.waiting.next_deadline();
         let lease = self.executor.next_lease_expiry();
         waiter.into_iter().chain(lease).min()
     }
@@ -332,70 +326,20 @@ impl Reactor {
             .next_lease_expiry()
             .is_some_and(|at| at <= now)
         {
-            self.executor.expire_leases(now, &self.stats);
+            self.executor.expire_leases(now);
             self.wake();
         }
-        let due = self.waiters.expired(now);
+        let due = self.waiting.expired(now);
         if !due.is_empty() {
-            let due = due
-                .into_iter()
-                .map(|e| {
-                    self.waiter_left(&e);
-                    self.end_wait(e)
-                })
-                .collect();
+            let due = due.into_iter().map(waiting::answer_end).collect();
             self.deliver(due);
         }
     }
 
-    /// A request that waited is answered `END`, as a plain `get` would be.
-    fn end_wait(&mut self, mut entry: Entry) -> Entry {
-        entry.waiting = false;
-        entry.reply.clear();
-        Reply::End.encode(&mut entry.reply);
-        entry
-    }
-
-    /// Bookkeeping when a request stops waiting.
-    fn waiter_left(&mut self, entry: &Entry) {
-        if let Command::Get { keys, .. } = &entry.command {
-            if let Some(key) = keys.first() {
-                let queue = key.queue();
-                match self.stats.waiters.get_mut(queue) {
-                    Some(n) if *n > 1 => *n -= 1,
-                    _ => {
-                        self.stats.waiters.remove(queue);
-                    }
-                }
-            }
-        }
-        if let Origin::Conn { index, id } = entry.origin {
-            if let Some(Some(conn)) = self.conns.get_mut(index) {
-                if conn.id == id {
-                    conn.parked = None;
-                }
-            }
-        }
-    }
-
-    /// Moves the requests waiting on queues that got messages to the
-    /// next turn, as many per queue as messages came.
+    /// Wakes the requests waiting on queues that got messages, as many per
+    /// queue as messages came; they run first next turn.
     fn wake(&mut self) {
-        let mut ended = Vec::new();
-        for (queue, n) in self.executor.take_woken() {
-            for entry in self.waiters.take(&queue, n) {
-                self.waiter_left(&entry);
-                // A client that closed its side takes nothing.
-                if self.client_left(entry.origin) {
-                    ended.push(self.end_wait(entry));
-                } else {
-                    self.rerun.push(entry);
-                }
-            }
-        }
-        if !ended.is_empty() {
-            self.deliver(ended);
-        }
+        self.waiting.supplied(self.executor.take_supplied());
     }
 
     /// The live connection an entry came from, if it is still there.
@@ -420,55 +364,20 @@ impl Reactor {
         }
     }
 
-    /// Parks a request that found nothing; `Some` when its time is already
-    /// up and it must be answered now.
-    fn park(&mut self, entry: Entry) -> Option<Entry> {
-        let (index, id) = match entry.origin {
-            Origin::Conn { index, id } => (index, id),
-            Origin::Udp { .. } => return Some(entry),
-        };
-        let queue = match &entry.command {
-            Command::Get { keys, .. } => keys.first().map(|k| k.queue().to_vec())?,
-            _ => return Some(entry),
-        };
-        let now = Instant::now();
-        let parked = self.waiters.place(&entry, now);
-        if parked.deadline <= now || self.client_left(entry.origin) {
-            // Its time is up, or its client closed its side: `END` now.
-            return Some(self.end_wait(entry));
-        }
-        let mut entry = entry;
-        entry.parked = Some(parked);
-        if self.executor.supply(&queue) != entry.seen_supply {
-            // A message came between its empty read and now: run again.
-            self.rerun.push(entry);
-            return None;
-        }
-        self.waiters.insert(entry);
-        *self.stats.waiters.entry(queue.clone()).or_default() += 1;
-        if let Some(Some(conn)) = self.conns.get_mut(index) {
-            if conn.id == id {
-                conn.parked = Some((queue, parked.seq));
-            }
-        }
-        None
-    }
-
     /// One turn: gather commands from ready connections, run them in one
     /// transaction, then send every reply.
     fn turn(&mut self) {
         // Woken waiters arrived first: they run first (unless their
         // connection is gone: nothing may be taken or leased for it).
-        let rerun = std::mem::take(&mut self.rerun);
         let mut ended = Vec::new();
-        for entry in rerun {
+        for entry in self.waiting.take_woken() {
             if self.connection_of(entry.origin).is_none() {
                 continue;
             }
             // A client that closed its side since it was woken takes
             // nothing: `END`, as a plain get on an empty queue.
             if self.client_left(entry.origin) {
-                ended.push(self.end_wait(entry));
+                ended.push(waiting::answer_end(entry));
             } else {
                 self.entries.push(entry);
             }
@@ -494,7 +403,10 @@ impl Reactor {
             return;
         }
         let mut entries = std::mem::take(&mut self.entries);
-        self.executor.run(&mut entries, &mut self.stats);
+        let waiting = &self.waiting;
+        self.executor
+            .run(&mut entries, &mut self.stats, &|queue| waiting.count(queue));
+        self.waiting.found_nothing(&mut entries);
         self.wake();
         // Replies leave in turn order: behind a held turn, every turn waits.
         let hold =
@@ -533,9 +445,10 @@ impl Reactor {
         let mut datagram_reply: Option<(Origin, Vec<u8>)> = None;
         for entry in entries.drain(..) {
             let mut entry = if entry.waiting {
-                match self.park(entry) {
-                    Some(answered) => answered,
-                    None => continue,
+                let client_left = self.client_left(entry.origin);
+                match self.waiting.park(entry, client_left, Instant::now()) {
+                    Parked::AnswerNow(entry) => waiting::answer_end(entry),
+                    Parked::Waiting => continue,
                 }
             } else {
                 entry
@@ -579,7 +492,7 @@ impl Reactor {
             conn.in_flight -= 1;
             conn.reserved -= entry.reserved;
             if conn.awaiting
-                && (entry.slice.is_some() || waiters::wait_of(&entry.command).is_some())
+                && (entry.slice.is_some() || waiting::wait_of(&entry.command).is_some())
             {
                 // Its later commands (or slices) waited behind it.
                 conn.awaiting = false;
@@ -639,7 +552,7 @@ impl Reactor {
         if conn.awaiting {
             // A client that closed its side while its request waits gets
             // `END` at once, and nothing is taken for it.
-            let gone = conn.eof_reported && conn.parked.is_some();
+            let gone = conn.eof_reported && self.waiting.waits_for(conn.id);
             return if gone {
                 Gathered::EndWait
             } else {
@@ -676,14 +589,18 @@ impl Reactor {
                 taken.command,
                 Command::Quit | Command::Refused(Refusal::ReplyAndClose(_))
             );
-            let waits = waiters::wait_of(&taken.command).is_some();
+            let waits = waiting::wait_of(&taken.command).is_some();
             let reserved = self.executor.reply_bound(&taken.command);
             conn.in_flight += 1;
             conn.reserved += reserved;
             self.entries.push(Entry {
                 noreply: taken.noreply,
                 reserved,
-                arrived: waits.then(Instant::now),
+                wait: if waits {
+                    Wait::from_now()
+                } else {
+                    Wait::default()
+                },
                 slice: taken.slice,
                 ..Entry::new(Origin::Conn { index, id: conn.id }, taken.command)
             });
@@ -850,27 +767,19 @@ impl Reactor {
     /// Ends connection `index`'s waiting request with `END` (its client
     /// closed its side), then goes on with the connection.
     fn end_wait_of(&mut self, index: usize) {
-        let Some(Some(conn)) = self.conns.get_mut(index) else {
+        let Some(Some(conn)) = self.conns.get(index) else {
             return;
         };
-        let Some((queue, seq)) = conn.parked.take() else {
-            return;
-        };
-        if let Some(entry) = self.waiters.remove(&queue, seq) {
-            self.waiter_left(&entry);
-            let entry = self.end_wait(entry);
-            self.deliver(vec![entry]);
+        if let Some(entry) = self.waiting.remove_of(conn.id) {
+            self.deliver(vec![waiting::answer_end(entry)]);
         }
     }
 
     fn close(&mut self, index: usize) {
         if let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) {
-            if let Some((queue, seq)) = conn.parked.take() {
-                if let Some(entry) = self.waiters.remove(&queue, seq) {
-                    self.waiter_left(&entry);
-                }
-            }
-            self.executor.release_holder(conn.id, &self.stats);
+            // Its waiting request, if any, ends unanswered.
+            drop(self.waiting.remove_of(conn.id));
+            self.executor.release_holder(conn.id);
             self.wake();
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.curr_connections -= 1;

@@ -76,13 +76,9 @@ pub(super) struct Reads {
     leases: Leases,
     /// Per queue: what `dump_stats` reports beyond the counters.
     activity: HashMap<Vec<u8>, Activity>,
-    /// Queues that got messages to hand out, and how many, since the
-    /// reactor last asked.
-    woken: Vec<(Vec<u8>, usize)>,
-    /// Per queue, how many messages it has been given to hand out (stored,
-    /// given back, dead-lettered) since the start: a waiting request
-    /// compares it when it is parked, so none given meanwhile is missed.
-    supply: HashMap<Vec<u8>, u64>,
+    /// Queues that got messages to hand out (stored, given back,
+    /// dead-lettered), and how many, since the reactor last asked.
+    supplied: Vec<(Vec<u8>, usize)>,
     /// Dead-letter queues that could not be created in the transaction
     /// being run, and why.
     pub(super) uncreatable: HashMap<Vec<u8>, NoDeadLetters>,
@@ -103,10 +99,10 @@ struct Activity {
 
 impl Reads {
     /// `queue` got `messages` to hand out: waiting requests may run again.
-    pub(super) fn supplied(&mut self, queue: &[u8], messages: usize, stats: &Stats) {
-        *self.supply.entry(queue.to_vec()).or_default() += messages as u64;
-        if stats.waiters.contains_key(queue) {
-            self.woken.push((queue.to_vec(), messages));
+    pub(super) fn supplied(&mut self, queue: &[u8], messages: usize) {
+        match self.supplied.last_mut() {
+            Some((last, n)) if last == queue => *n += messages,
+            _ => self.supplied.push((queue.to_vec(), messages)),
         }
     }
 
@@ -450,7 +446,7 @@ impl Executor {
     }
 
     /// Makes a committed transaction's reliable-read changes visible.
-    pub(super) fn apply_reads(&mut self, pending: PendingReads, stats: &Stats) {
+    pub(super) fn apply_reads(&mut self, pending: PendingReads) {
         let now = Instant::now();
         let expires = self.reads.settings.lease_timeout.map(|t| now + t);
         pending.leases.commit(&mut self.reads.leases, expires);
@@ -473,27 +469,22 @@ impl Executor {
             self.reads.activity.entry(queue).or_default().dead_lettered += n;
         }
         for queue in pending.woken {
-            self.reads.supplied(&queue, 1, stats);
+            self.reads.supplied(&queue, 1);
         }
     }
 
     /// The connection `holder` is gone: its open messages are given back.
-    pub fn release_holder(&mut self, holder: u64, stats: &Stats) {
+    pub fn release_holder(&mut self, holder: u64) {
         for queue in self.reads.leases.release_holder(holder) {
-            self.reads.supplied(&queue, 1, stats);
+            self.reads.supplied(&queue, 1);
         }
     }
 
     /// Gives back the open messages whose lease ran out by `now`.
-    pub fn expire_leases(&mut self, now: Instant, stats: &Stats) {
+    pub fn expire_leases(&mut self, now: Instant) {
         for queue in self.reads.leases.expire(now) {
-            self.reads.supplied(&queue, 1, stats);
+            self.reads.supplied(&queue, 1);
         }
-    }
-
-    /// How many messages `queue` has been given to hand out so far.
-    pub fn supply(&self, queue: &[u8]) -> u64 {
-        self.reads.supply.get(queue).copied().unwrap_or(0)
     }
 
     /// When the next lease runs out.
@@ -503,12 +494,17 @@ impl Executor {
 
     /// Queues that got messages to hand out since the last call, and how
     /// many (so that as many waiting requests can run again).
-    pub fn take_woken(&mut self) -> Vec<(Vec<u8>, usize)> {
-        std::mem::take(&mut self.reads.woken)
+    pub fn take_supplied(&mut self) -> Vec<(Vec<u8>, usize)> {
+        std::mem::take(&mut self.reads.supplied)
     }
 
     /// `dump_stats`: Kestrel's per-queue report.
-    pub(super) fn dump_stats(&mut self, out: &mut Vec<u8>, stats: &Stats) {
+    pub(super) fn dump_stats(
+        &mut self,
+        out: &mut Vec<u8>,
+        stats: &Stats,
+        waiters_on: &dyn Fn(&[u8]) -> usize,
+    ) {
         let now = Instant::now();
         let queues: Vec<(Vec<u8>, storage::Counts)> =
             self.store.counts().map(|(n, c)| (n.to_vec(), c)).collect();
@@ -527,7 +523,7 @@ impl Executor {
                 bytes: items * record_len,
                 total_items: u64::try_from(counts.set).unwrap_or(0),
                 open,
-                waiters: stats.waiters.get(&name).copied().unwrap_or(0) as u64,
+                waiters: waiters_on(&name) as u64,
                 age_ms: age,
                 redelivered: activity.map_or(0, |a| a.redelivered),
                 dead_lettered: activity.map_or(0, |a| a.dead_lettered),
