@@ -20,6 +20,24 @@ pub enum ReadState {
     Closed,
 }
 
+/// Where a connection stands in taking commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Its commands are taken as they come.
+    Reading,
+    /// The replies it is owed reached its limit: none of its commands is
+    /// taken until it reads enough of them.
+    Throttled,
+    /// A request of it is not answered yet, and its later commands wait
+    /// behind it: a `get <q>/t=<ms>`, or a slice of a long `get` (the next
+    /// slice waits for the one before).
+    Awaiting,
+    /// Nothing more of its input will run (`quit`, a fatal client error,
+    /// or its end of input): it closes once every command already taken
+    /// is answered and the answers are written.
+    Closing,
+}
+
 /// A command taken from a connection.
 pub struct Taken {
     pub command: Command,
@@ -44,10 +62,8 @@ pub struct Connection {
     /// Replies not yet written start at `output[written..]`.
     output: Vec<u8>,
     written: usize,
-    /// Nothing more of this client's input will run (`quit`, a fatal
-    /// client error, or its end of input): close once every command already
-    /// taken is answered and the answers are written.
-    pub closing: bool,
+    /// Where the connection stands in taking commands.
+    pub phase: Phase,
     /// The poller reported the peer's end of input: read on to the end of
     /// the stream even after a short read, or the FIN would go unseen (no
     /// new edge comes for it).
@@ -57,13 +73,6 @@ pub struct Connection {
     pub in_flight: usize,
     /// Reply bytes reserved by the commands in flight (upper bounds).
     pub reserved: usize,
-    /// Taking commands stopped because the replies owed to the client
-    /// reached its limit; resume once they drain below it.
-    pub throttled: bool,
-    /// A request of this connection is not answered yet, and its later
-    /// commands wait behind it: a `get <q>/t=<ms>`, or a slice of a long
-    /// `get` (the next slice waits for the one before).
-    pub awaiting: bool,
     /// The keys of a long `get` not taken yet (see `get_slices`).
     rest_of_get: Option<RestOfGet>,
     /// Whether the poller is asked for writability.
@@ -83,12 +92,10 @@ impl Connection {
             discard: 0,
             output: Vec::new(),
             written: 0,
-            closing: false,
+            phase: Phase::Reading,
             eof_reported: false,
             in_flight: 0,
             reserved: 0,
-            throttled: false,
-            awaiting: false,
             rest_of_get: None,
             wants_writable: false,
             queued: false,
@@ -206,7 +213,7 @@ impl Connection {
     /// Whether the connection has nothing left to do: no more input will
     /// run, and everything taken has been answered and written.
     pub fn finished(&self) -> bool {
-        self.closing && self.in_flight == 0 && self.pending_output() == 0
+        self.phase == Phase::Closing && self.in_flight == 0 && self.pending_output() == 0
     }
 
     /// Writes as much pending output as the socket takes; returns the bytes

@@ -9,10 +9,12 @@
 //!   is given, until told to stop; what a test runs in-process.
 
 mod connection;
+mod datagrams;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
 mod get_slices;
+mod held_turns;
 mod leases;
 mod log_flusher;
 mod reactor;

@@ -2,24 +2,22 @@
 //! arrived, parses it into commands, runs them all in one transaction with
 //! one commit (see `executor`), and only then writes the replies.
 
-use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::net::{UdpSocket, UnixStream};
+use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::connection::{Connection, ReadState};
-use super::executor::{self, Entry, Executor, Origin};
+use super::connection::{Connection, Phase, ReadState};
+use super::datagrams::Datagrams;
+use super::executor::{Entry, Executor, Origin};
 use super::get_slices::GetSlice;
-use super::log_flusher::{LogFlusher, Settled};
+use super::held_turns::HeldTurns;
 use super::socket::{Listener, Listeners, Stream};
 use super::waiting::{self, Parked, Wait, Waiting};
 use super::ServeOptions;
 use crate::log_limit;
-use crate::protocol::{
-    reply, udp, Command, GetKey, Parser, Refusal, Reply, MAX_GET_LINE, MAX_LINE,
-};
+use crate::protocol::{reply, Command, Parser, Refusal, Reply, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -38,9 +36,6 @@ const COMMANDS_PER_TURN: usize = 4096;
 /// a client that sends but never reads holds at most this much memory,
 /// plus one command's reply.
 const OUTPUT_BACKLOG: usize = 1 << 20;
-/// A UDP request's reply may be this many times the request's size, plus
-/// one message for a `get` (docs/PROTOCOL.md).
-const UDP_REPLY_FACTOR: usize = 8;
 /// How long a stopping server goes on writing replies it owes to clients
 /// that read slowly.
 const SHUTDOWN_WRITE_TIME: Duration = Duration::from_secs(2);
@@ -66,9 +61,7 @@ pub struct Reactor {
     poll: Poll,
     listener: Listener,
     /// The UDP socket (-U), if any.
-    udp: Option<UdpSocket>,
-    /// Datagrams are read on the next turn.
-    udp_ready: bool,
+    udp: Option<Datagrams>,
     /// Turns readable when serving must stop: the process's signal pipe
     /// (a byte per stop signal), or whatever the caller of `serve` chose.
     stop: UnixStream,
@@ -92,13 +85,8 @@ pub struct Reactor {
     read_limit: usize,
     /// The turn's commands, reused between turns.
     entries: Vec<Entry>,
-    /// Makes committed turns durable (with -N, only while the log file
-    /// cannot be allocated in full); `None` once stopped.
-    flusher: Option<LogFlusher>,
-    /// Number of the newest committed turn.
-    generation: u64,
-    /// Committed turns whose replies wait for the log flush, oldest first.
-    held: VecDeque<(u64, Vec<Entry>)>,
+    /// Committed turns whose replies wait for the log flush.
+    held: HeldTurns,
     /// Requests waiting for a message (`get <q>/t=<ms>`).
     waiting: Waiting,
 }
@@ -116,14 +104,13 @@ impl Reactor {
         let waker = Waker::new(poll.registry(), FLUSHED)?;
         let store = executor.store();
         let env = store.env().clone();
-        let flusher = Some(LogFlusher::start(env, waker, options.durability)?);
+        let held = HeldTurns::start(env, waker, options.durability)?;
         let record_len = store.format().record_len;
         let parser = Parser::new(store.name_rules(), record_len);
         let mut reactor = Reactor {
             poll,
             listener: listeners.stream,
-            udp: listeners.udp,
-            udp_ready: false,
+            udp: listeners.udp.map(Datagrams::new),
             stop,
             conns: Vec::new(),
             free: Vec::new(),
@@ -139,16 +126,14 @@ impl Reactor {
             max_connections: options.max_connections,
             read_limit: MAX_GET_LINE.max(MAX_LINE + record_len as usize) + 64 * 1024,
             entries: Vec::new(),
-            flusher,
-            generation: 0,
-            held: VecDeque::new(),
+            held,
             waiting: Waiting::default(),
         };
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
         registry.register(&mut reactor.stop, STOP, Interest::READABLE)?;
         if let Some(udp) = &mut reactor.udp {
-            registry.register(udp, UDP, Interest::READABLE)?;
+            registry.register(udp.socket_mut(), UDP, Interest::READABLE)?;
         }
         Ok(reactor)
     }
@@ -158,7 +143,8 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut stopping = false;
         while !stopping {
-            let idle = self.ready.is_empty() && !self.udp_ready && !self.waiting.has_woken();
+            let udp_ready = self.udp.as_ref().is_some_and(|u| u.ready);
+            let idle = self.ready.is_empty() && !udp_ready && !self.waiting.has_woken();
             let timeout = if idle {
                 self.next_timer()
                     .map(|at| at.saturating_duration_since(Instant::now()))
@@ -175,7 +161,11 @@ impl Reactor {
                     LISTENER => self.accept_all(),
                     STOP => stopping = true,
                     FLUSHED => self.release_durable(),
-                    UDP => self.udp_ready = true,
+                    UDP => {
+                        if let Some(udp) = &mut self.udp {
+                            udp.ready = true;
+                        }
+                    }
                     Token(i) => {
                         if event.is_read_closed() || event.is_error() {
                             self.eof_reported(i);
@@ -193,11 +183,9 @@ impl Reactor {
             self.turn();
         }
         log::info!("stop signal received, shutting down");
-        if let Some(flusher) = &self.flusher {
-            flusher.wait_settled(self.generation);
+        for entries in self.held.stop() {
+            self.deliver(entries);
         }
-        self.release_durable();
-        self.flusher = None;
         self.answer_waiters();
         self.write_out(&mut events);
         Ok(self.executor)
@@ -385,8 +373,15 @@ impl Reactor {
         if !ended.is_empty() {
             self.deliver(ended);
         }
-        if self.udp_ready {
-            self.gather_datagrams();
+        if let Some(udp) = self.udp.as_mut().filter(|u| u.ready) {
+            let executor = &self.executor;
+            udp.gather(
+                &self.parser,
+                &|command| executor.reply_bound(command),
+                &mut self.entries,
+                COMMANDS_PER_TURN,
+                &mut self.stats,
+            );
         }
         let ready = std::mem::take(&mut self.ready);
         for index in ready {
@@ -408,33 +403,15 @@ impl Reactor {
             .run(&mut entries, &mut self.stats, &|queue| waiting.count(queue));
         self.waiting.found_nothing(&mut entries);
         self.wake();
-        // Replies leave in turn order: behind a held turn, every turn waits.
-        let hold =
-            self.flusher.as_mut().is_some_and(LogFlusher::holds_replies) || !self.held.is_empty();
-        match &self.flusher {
-            Some(flusher) if hold => {
-                self.generation += 1;
-                flusher.committed(self.generation);
-                self.held.push_back((self.generation, entries));
-            }
-            _ => self.deliver(entries),
+        if let Some(entries) = self.held.committed(entries) {
+            self.deliver(entries);
         }
     }
 
-    /// Sends the replies of every turn the log flusher is done with; those
-    /// of a turn whose flush failed acknowledge no set.
+    /// Sends the replies of every turn the log flusher is done with.
     fn release_durable(&mut self) {
-        let settled = self
-            .flusher
-            .as_ref()
-            .map_or(Settled::ALL, LogFlusher::settled);
-        while self.held.front().is_some_and(|(g, _)| *g <= settled.upto()) {
-            if let Some((g, mut entries)) = self.held.pop_front() {
-                if g > settled.durable {
-                    executor::unconfirmed(&mut entries, settled.error);
-                }
-                self.deliver(entries);
-            }
+        for entries in self.held.settled() {
+            self.deliver(entries);
         }
     }
 
@@ -491,11 +468,11 @@ impl Reactor {
             }
             conn.in_flight -= 1;
             conn.reserved -= entry.reserved;
-            if conn.awaiting
+            if conn.phase == Phase::Awaiting
                 && (entry.slice.is_some() || waiting::wait_of(&entry.command).is_some())
             {
                 // Its later commands (or slices) waited behind it.
-                conn.awaiting = false;
+                conn.phase = Phase::Reading;
                 resume.push(index);
             }
             if entry.failed && entry.slice.is_some() {
@@ -546,10 +523,10 @@ impl Reactor {
     }
 
     fn gather_from(&mut self, index: usize, conn: &mut Connection) -> Gathered {
-        if conn.closing {
+        if conn.phase == Phase::Closing {
             return Gathered::Done;
         }
-        if conn.awaiting {
+        if conn.phase == Phase::Awaiting {
             // A client that closed its side while its request waits gets
             // `END` at once, and nothing is taken for it.
             let gone = conn.eof_reported && self.waiting.waits_for(conn.id);
@@ -560,7 +537,7 @@ impl Reactor {
             };
         }
         if conn.owed_output() > OUTPUT_BACKLOG {
-            conn.throttled = true;
+            conn.phase = Phase::Throttled;
             return Gathered::Done;
         }
         let state = match conn.read(self.read_limit) {
@@ -578,7 +555,7 @@ impl Reactor {
         while count < COMMANDS_PER_CONNECTION {
             if conn.owed_output() > OUTPUT_BACKLOG {
                 // The rest waits, parsed or not, until the client reads.
-                conn.throttled = true;
+                conn.phase = Phase::Throttled;
                 return Gathered::Done;
             }
             let Some(taken) = conn.next_command(&self.parser, keys_per_slice) else {
@@ -605,13 +582,13 @@ impl Reactor {
                 ..Entry::new(Origin::Conn { index, id: conn.id }, taken.command)
             });
             if closes {
-                conn.closing = true;
+                conn.phase = Phase::Closing;
                 return Gathered::Done;
             }
             if waits || taken.slice.is_some() {
                 // Its later commands (or slices) wait until it is
                 // answered; a FIN read with it is remembered for then.
-                conn.awaiting = true;
+                conn.phase = Phase::Awaiting;
                 if state == ReadState::Closed {
                     conn.eof_reported = true;
                 }
@@ -627,7 +604,7 @@ impl Reactor {
                 // Every command the client sent before its FIN has been
                 // taken; what is left is a command it can never finish.
                 // Close once the taken ones are answered.
-                conn.closing = true;
+                conn.phase = Phase::Closing;
                 if conn.finished() {
                     Gathered::Gone
                 } else {
@@ -639,83 +616,9 @@ impl Reactor {
         }
     }
 
-    /// Reads every waiting datagram; each holds whole commands.
-    fn gather_datagrams(&mut self) {
-        self.udp_ready = false;
-        let Some(udp) = &self.udp else {
-            return;
-        };
-        let mut buf = vec![0; 65536];
-        loop {
-            let (len, peer) = match udp.recv_from(&mut buf) {
-                Ok(got) => got,
-                Err(e) if would_block(&e) => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::error!("udp receive failed: {e}");
-                    return;
-                }
-            };
-            self.stats.bytes_read += len as u64;
-            let Some((header, mut payload)) = udp::split(&buf[..len]) else {
-                continue;
-            };
-            let origin = Origin::Udp {
-                peer,
-                request_id: header.request_id,
-            };
-            if header.total != 1 || header.sequence != 0 {
-                send_datagrams(udp, &mut self.stats, origin, &reply::MULTI_PACKET.to_vec());
-                continue;
-            }
-            // The reply may not be much larger than the request, so that
-            // the server cannot amplify a flood sent with a forged source.
-            let mut budget = UDP_REPLY_FACTOR * len;
-            // Beyond that, one `get` of one key may bring one message: a
-            // message someone had to send, and which it takes away.
-            let mut one_message = self.executor.reply_bound(&Command::Get {
-                keys: vec![GetKey::plain(b"")],
-                cas: true,
-            });
-            while let Some(mut frame) = self.parser.parse(payload) {
-                payload = &payload[frame.consumed..];
-                if needs_connection(&frame.command) {
-                    frame.command = Command::Refused(Refusal::Reply(reply::BAD_FORMAT));
-                }
-                let bound = self.executor.reply_bound(&frame.command);
-                let one_key =
-                    matches!(&frame.command, Command::Get { keys, .. } if keys.len() == 1);
-                if one_key && bound <= one_message {
-                    one_message = 0;
-                } else if bound <= budget {
-                    budget -= bound;
-                } else if budget >= executor::LINE_REPLY {
-                    // Refused before it runs: no get takes a message whose
-                    // reply could not be sent.
-                    budget -= executor::LINE_REPLY;
-                    frame.command = Command::Refused(Refusal::Reply(reply::UDP_REPLY_TOO_LARGE));
-                } else {
-                    // Not even a refusal fits: the rest goes unanswered.
-                    break;
-                }
-                let skip = (frame.discard as usize).min(payload.len());
-                payload = &payload[skip..];
-                self.entries.push(Entry {
-                    noreply: frame.noreply,
-                    ..Entry::new(origin, frame.command)
-                });
-            }
-            if self.entries.len() >= COMMANDS_PER_TURN {
-                // The rest waits in the socket for the next turn.
-                self.udp_ready = true;
-                return;
-            }
-        }
-    }
-
     fn send_datagrams(&mut self, origin: Origin, reply: &[u8]) {
         if let Some(udp) = &self.udp {
-            send_datagrams(udp, &mut self.stats, origin, reply);
+            udp.reply(origin, reply, &mut self.stats);
         }
     }
 
@@ -727,9 +630,9 @@ impl Reactor {
         let flushed = conn.flush();
         let pending = conn.pending_output() > 0;
         let finished = conn.finished();
-        let resume = conn.throttled && conn.owed_output() <= OUTPUT_BACKLOG;
+        let resume = conn.phase == Phase::Throttled && conn.owed_output() <= OUTPUT_BACKLOG;
         if resume {
-            conn.throttled = false;
+            conn.phase = Phase::Reading;
         }
         let mut interest = None;
         if pending != conn.wants_writable {
@@ -788,29 +691,6 @@ impl Reactor {
         if self.accept_paused {
             self.accept_paused = false;
             self.accept_all();
-        }
-    }
-}
-
-/// Whether a command needs a connection: `get` options (a lease, a wait)
-/// are refused over UDP, which has none.
-fn needs_connection(command: &Command) -> bool {
-    match command {
-        Command::Get { keys, .. } => keys.iter().any(|k| !k.options.is_plain()),
-        _ => false,
-    }
-}
-
-/// Sends a UDP reply; a datagram the socket cannot take is dropped, as UDP
-/// allows.
-fn send_datagrams(udp: &UdpSocket, stats: &mut Stats, origin: Origin, reply: &[u8]) {
-    let Origin::Udp { peer, request_id } = origin else {
-        return;
-    };
-    for datagram in udp::frame_reply(request_id, reply) {
-        match udp.send_to(&datagram, peer) {
-            Ok(n) => stats.bytes_written += n as u64,
-            Err(e) => log::debug!("udp reply to {peer} dropped: {e}"),
         }
     }
 }

@@ -1,0 +1,80 @@
+//! Replies that wait for durability. A committed turn whose replies may
+//! not leave before the log is flushed past its commit (always by default;
+//! with -N only while the log file is not allocated in full) is held here
+//! until the log flusher says so. Replies leave in turn order, so behind a
+//! held turn every later turn is held too.
+
+use std::collections::VecDeque;
+use std::io;
+
+use mio::Waker;
+
+use super::executor::{self, Entry};
+use super::log_flusher::{LogFlusher, Settled};
+use super::Durability;
+use crate::bdb::Env;
+
+pub struct HeldTurns {
+    /// Makes committed turns durable; `None` once stopped.
+    flusher: Option<LogFlusher>,
+    /// Number of the newest held turn.
+    generation: u64,
+    /// Held turns and their numbers, oldest first.
+    held: VecDeque<(u64, Vec<Entry>)>,
+}
+
+impl HeldTurns {
+    /// Starts the log flusher; `waker` is woken when a held turn settles.
+    pub fn start(env: Env, waker: Waker, durability: Durability) -> io::Result<HeldTurns> {
+        Ok(HeldTurns {
+            flusher: Some(LogFlusher::start(env, waker, durability)?),
+            generation: 0,
+            held: VecDeque::new(),
+        })
+    }
+
+    /// A committed turn's replies: given back to be delivered now, or kept
+    /// until its commit is durable.
+    pub fn committed(&mut self, entries: Vec<Entry>) -> Option<Vec<Entry>> {
+        let Some(flusher) = self.flusher.as_mut() else {
+            return Some(entries);
+        };
+        if !flusher.holds_replies() && self.held.is_empty() {
+            return Some(entries);
+        }
+        self.generation += 1;
+        flusher.committed(self.generation);
+        self.held.push_back((self.generation, entries));
+        None
+    }
+
+    /// The held turns the log flusher is done with, oldest first; those of
+    /// a turn whose flush failed acknowledge no set.
+    pub fn settled(&mut self) -> Vec<Vec<Entry>> {
+        let settled = self
+            .flusher
+            .as_ref()
+            .map_or(Settled::ALL, LogFlusher::settled);
+        let mut out = Vec::new();
+        while self.held.front().is_some_and(|(g, _)| *g <= settled.upto()) {
+            if let Some((g, mut entries)) = self.held.pop_front() {
+                if g > settled.durable {
+                    executor::unconfirmed(&mut entries, settled.error);
+                }
+                out.push(entries);
+            }
+        }
+        out
+    }
+
+    /// At a stop: waits for the last flush, stops the flusher, and gives
+    /// back every held turn.
+    pub fn stop(&mut self) -> Vec<Vec<Entry>> {
+        if let Some(flusher) = &self.flusher {
+            flusher.wait_settled(self.generation);
+        }
+        let settled = self.settled();
+        self.flusher = None;
+        settled
+    }
+}
