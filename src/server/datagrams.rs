@@ -6,8 +6,9 @@ use std::io;
 
 use mio::net::UdpSocket;
 
+use super::command_class::{class_of, ReplySize};
 use super::executor::{Entry, Origin, LINE_REPLY};
-use crate::protocol::{reply, udp, Command, GetKey, Parser, Refusal};
+use crate::protocol::{reply, udp, Command, Parser, Refusal};
 use crate::stats::Stats;
 
 /// A UDP request's reply may be this many times the request's size, plus
@@ -40,11 +41,11 @@ impl Datagrams {
 
     /// Reads waiting datagrams and turns their commands into `entries`,
     /// until the socket is drained or `entries` holds `limit`.
-    /// `reply_bound` tells the most bytes a command's reply may take.
+    /// `reply_bound` tells the most bytes a reply may take.
     pub fn gather(
         &mut self,
         parser: &Parser,
-        reply_bound: &dyn Fn(&Command) -> usize,
+        reply_bound: &dyn Fn(ReplySize) -> usize,
         entries: &mut Vec<Entry>,
         limit: usize,
         stats: &mut Stats,
@@ -52,10 +53,7 @@ impl Datagrams {
         self.ready = false;
         // Beyond its share, one `get` of one key may bring one message: a
         // message someone had to send, and which the get takes away.
-        let message_bound = reply_bound(&Command::Get {
-            keys: vec![GetKey::plain(b"")],
-            cas: true,
-        });
+        let message_bound = reply_bound(ReplySize::PerKey(1));
         loop {
             let (len, peer) = match self.socket.recv_from(&mut self.buf) {
                 Ok(got) => got,
@@ -84,13 +82,13 @@ impl Datagrams {
             let mut one_message = message_bound;
             while let Some(mut frame) = parser.parse(payload) {
                 payload = &payload[frame.consumed..];
-                if needs_connection(&frame.command) {
+                let mut class = class_of(&frame.command);
+                if class.needs_connection {
                     frame.command = Command::Refused(Refusal::Reply(reply::BAD_FORMAT));
+                    class = class_of(&frame.command);
                 }
-                let bound = reply_bound(&frame.command);
-                let one_key =
-                    matches!(&frame.command, Command::Get { keys, .. } if keys.len() == 1);
-                if one_key && bound <= one_message {
+                let bound = reply_bound(class.reply);
+                if class.reply == ReplySize::PerKey(1) && bound <= one_message {
                     one_message = 0;
                 } else if bound <= budget {
                     budget -= bound;
@@ -121,15 +119,6 @@ impl Datagrams {
     /// Sends the reply of the request from `origin`.
     pub fn reply(&self, origin: Origin, reply: &[u8], stats: &mut Stats) {
         send(&self.socket, stats, origin, reply);
-    }
-}
-
-/// Whether a command needs a connection: `get` options (a lease, a wait)
-/// are refused over UDP, which has none.
-fn needs_connection(command: &Command) -> bool {
-    match command {
-        Command::Get { keys, .. } => keys.iter().any(|k| !k.options.is_plain()),
-        _ => false,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::protocol::{reply, Command, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
 use crate::stats::Stats;
 
+use super::command_class::{class_of, Execution, ReplySize};
 use super::get_slices::GetSlice;
 use super::waiting::Wait;
 use super::ReadSettings;
@@ -57,6 +58,21 @@ pub enum Origin {
     Udp { peer: SocketAddr, request_id: u16 },
 }
 
+/// What running a command came to, beside its reply bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered (or not run yet).
+    Answered,
+    /// A `set` that stored its message: its `STORED` stands only once its
+    /// commit is durable (see `unconfirmed`).
+    Stored,
+    /// The reply is an error, and nothing of the command was done.
+    Failed,
+    /// A `get <q>/t=<ms>` that found nothing to hand out: no reply yet; it
+    /// waits in the reactor and runs again when a message comes.
+    Waiting,
+}
+
 /// One command of the turn, with where it came from and its reply.
 #[derive(Debug)]
 pub struct Entry {
@@ -70,15 +86,12 @@ pub struct Entry {
     pub reserved: usize,
     /// The reply bytes, sent once the turn has committed.
     pub reply: Vec<u8>,
-    /// A `get <q>/t=<ms>` that found nothing to hand out: no reply yet,
-    /// it waits in the reactor and runs again when a message comes.
-    pub waiting: bool,
-    /// What a request that may wait carries between turns (`waiting`).
+    /// What running it came to, beside the reply bytes.
+    pub outcome: Outcome,
+    /// What a request that may wait carries between turns.
     pub wait: Wait,
     /// Which slice of a long `get` this is, if it is one (`get_slices`).
     pub slice: Option<GetSlice>,
-    /// The reply is an error and nothing of the command was done.
-    pub failed: bool,
 }
 
 impl Entry {
@@ -90,10 +103,9 @@ impl Entry {
             noreply: false,
             reserved: 0,
             reply: Vec::new(),
-            waiting: false,
+            outcome: Outcome::Answered,
             wait: Wait::default(),
             slice: None,
-            failed: false,
         }
     }
 }
@@ -192,18 +204,18 @@ impl Executor {
         self.store
     }
 
-    /// An upper bound on the bytes of `command`'s reply, known before it
-    /// runs, so a client that never reads can be stopped before its
+    /// An upper bound on the bytes of a reply of `size`, known before its
+    /// command runs, so a client that never reads can be stopped before its
     /// replies outgrow its share of memory.
-    pub fn reply_bound(&self, command: &Command) -> usize {
-        match command {
-            Command::Get { keys, .. } => {
-                keys.len() * (self.store.max_record_len() + VALUE_LINE_OVERHEAD) + LINE_REPLY
+    pub fn reply_bound(&self, size: ReplySize) -> usize {
+        match size {
+            ReplySize::Line => LINE_REPLY,
+            ReplySize::Stats => STATS_REPLY,
+            ReplySize::PerKey(keys) => {
+                keys * (self.store.max_record_len() + VALUE_LINE_OVERHEAD) + LINE_REPLY
             }
-            Command::StatsQueue => self.store.queue_count() * QUEUE_STATS_LINE + LINE_REPLY,
-            Command::DumpStats => self.store.queue_count() * QUEUE_DUMP + LINE_REPLY,
-            Command::Stats => STATS_REPLY,
-            _ => LINE_REPLY,
+            ReplySize::QueueStats => self.store.queue_count() * QUEUE_STATS_LINE + LINE_REPLY,
+            ReplySize::QueueDumps => self.store.queue_count() * QUEUE_DUMP + LINE_REPLY,
         }
     }
 
@@ -224,7 +236,7 @@ impl Executor {
         let mut start = 0;
         while start < entries.len() {
             let first = &entries[start];
-            if !in_transaction(&first.command) {
+            if class_of(&first.command).execution == Execution::Alone {
                 let entry = &mut entries[start];
                 self.run_alone(&entry.command, &mut entry.reply, stats, waiters_on);
                 start += 1;
@@ -235,11 +247,12 @@ impl Executor {
             let mut end = start;
             let mut records = 0;
             while let Some(e) = entries.get(end) {
-                let touched = records_touched(&e.command);
-                if !in_transaction(&e.command) || records + touched > RECORDS_PER_TRANSACTION {
+                let class = class_of(&e.command);
+                let alone = class.execution == Execution::Alone;
+                if alone || records + class.records > RECORDS_PER_TRANSACTION {
                     break;
                 }
-                records += touched;
+                records += class.records;
                 end += 1;
             }
             // A command alone past the limit still runs, in its own
@@ -264,8 +277,7 @@ impl Executor {
             };
             for e in entries.iter_mut() {
                 e.reply.clear();
-                e.waiting = false;
-                e.failed = false;
+                e.outcome = Outcome::Answered;
             }
             match self.try_transaction(entries, &failed, &mut pending, stats.version()) {
                 Ok(()) => {
@@ -368,10 +380,12 @@ impl Executor {
                     match failed[i] {
                         Some(refusal) => {
                             refusal.encode(&mut e.reply);
-                            e.failed = true;
+                            e.outcome = Outcome::Failed;
                             Ok(())
                         }
-                        None => self.set(&txn, queue, record, &mut e.reply, pending),
+                        None => self
+                            .set(&txn, queue, record, &mut e.reply, pending)
+                            .map(|outcome| e.outcome = outcome),
                     }
                 }
                 Command::Get { keys, cas } => {
@@ -383,13 +397,13 @@ impl Executor {
                     match failed[i] {
                         Some(refusal) => {
                             refusal.encode(&mut e.reply);
-                            e.failed = true;
+                            e.outcome = Outcome::Failed;
                             Ok(())
                         }
                         None => match self.get(&txn, e.origin, keys, form, &mut e.reply, pending) {
                             Ok(reads::Got::Answered) => Ok(()),
                             Ok(reads::Got::Waiting) => {
-                                e.waiting = true;
+                                e.outcome = Outcome::Waiting;
                                 Ok(())
                             }
                             Ok(reads::Got::Refused(refusal)) => {
@@ -440,11 +454,11 @@ impl Executor {
         record: &[u8],
         out: &mut Vec<u8>,
         pending: &mut Pending,
-    ) -> storage::Result<()> {
+    ) -> storage::Result<Outcome> {
         let record_len = self.store.record_len(queue).unwrap_or(0);
         if !self.charge(pending, DiskSpace::message_cost(record_len)) {
             reply::NO_SPACE.encode(out);
-            return Ok(());
+            return Ok(Outcome::Failed);
         }
         if let Some(recno) = self.store.append(txn, queue, record)? {
             pending.reads.stored(queue, recno);
@@ -452,10 +466,11 @@ impl Executor {
             pending.set_hits += 1;
             pending.count(queue).set += 1;
             Reply::Stored.encode(out);
+            Ok(Outcome::Stored)
         } else {
             reply::TOO_LARGE.encode(out);
+            Ok(Outcome::Failed)
         }
-        Ok(())
     }
 
     /// Takes `cost` bytes of the attempt's disk budget, measured once per
@@ -533,29 +548,6 @@ impl Executor {
     }
 }
 
-/// Records a command stores or takes, each holding a lock to the commit.
-fn records_touched(command: &Command) -> usize {
-    match command {
-        Command::Get { keys, .. } => keys.len(),
-        _ => 1,
-    }
-}
-
-/// Whether a command runs inside the turn's shared transaction.
-fn in_transaction(command: &Command) -> bool {
-    !matches!(
-        command,
-        Command::Delete { .. }
-            | Command::Stats
-            | Command::StatsQueue
-            | Command::StatsReset
-            | Command::Checkpoint
-            | Command::Archive
-            | Command::DumpStats
-            | Command::Flush { .. }
-    )
-}
-
 /// Replies that need no storage.
 fn fixed_reply(command: &Command, out: &mut Vec<u8>, version: &str) {
     match command {
@@ -601,11 +593,11 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
     for e in entries.iter_mut() {
         e.reply.clear();
         // A waiting get is answered with the error, not parked.
-        e.waiting = false;
+        e.outcome = Outcome::Answered;
         match &e.command {
             Command::Set { .. } => {
                 stats.set_cmds += 1;
-                e.failed = true;
+                e.outcome = Outcome::Failed;
                 let reply = if disk_full {
                     reply::NO_SPACE
                 } else {
@@ -614,7 +606,7 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
                 reply.encode(&mut e.reply);
             }
             Command::Get { .. } => {
-                e.failed = true;
+                e.outcome = Outcome::Failed;
                 let reply = if disk_full {
                     reply::NO_SPACE
                 } else {
@@ -639,12 +631,10 @@ pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
     } else {
         reply::STORAGE_FAILED
     };
-    let stored = Reply::Stored.to_vec();
-    for e in entries.iter_mut() {
-        if matches!(e.command, Command::Set { .. }) && e.reply == stored {
-            e.reply.clear();
-            refusal.encode(&mut e.reply);
-        }
+    for e in entries.iter_mut().filter(|e| e.outcome == Outcome::Stored) {
+        e.reply.clear();
+        refusal.encode(&mut e.reply);
+        e.outcome = Outcome::Failed;
     }
 }
 
@@ -654,8 +644,14 @@ mod tests {
     use crate::protocol::GetKey;
 
     fn entry(command: Command, reply: Reply) -> Entry {
+        let outcome = match reply {
+            Reply::Stored => Outcome::Stored,
+            Reply::ServerError(_) => Outcome::Failed,
+            _ => Outcome::Answered,
+        };
         Entry {
             reply: reply.to_vec(),
+            outcome,
             ..Entry::new(Origin::Conn { index: 0, id: 1 }, command)
         }
     }

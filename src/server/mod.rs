@@ -8,6 +8,7 @@
 //!   group-commit executor and the log flusher, on sockets and a store it
 //!   is given, until told to stop; what a test runs in-process.
 
+mod command_class;
 mod connection;
 mod datagrams;
 mod executor;

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::command_class::class_of;
 use super::connection::{Connection, Phase, ReadState};
 use super::datagrams::Datagrams;
-use super::executor::{Entry, Executor, Origin};
+use super::executor::{Entry, Executor, Origin, Outcome};
 use super::get_slices::GetSlice;
 use super::held_turns::HeldTurns;
 use super::socket::{Listener, Listeners, Stream};
 use super::waiting::{self, Parked, Wait, Waiting};
 use super::ServeOptions;
 use crate::log_limit;
-use crate::protocol::{reply, Command, Parser, Refusal, Reply, MAX_GET_LINE, MAX_LINE};
+use crate::protocol::{reply, Parser, Reply, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -377,7 +378,7 @@ impl Reactor {
             let executor = &self.executor;
             udp.gather(
                 &self.parser,
-                &|command| executor.reply_bound(command),
+                &|size| executor.reply_bound(size),
                 &mut self.entries,
                 COMMANDS_PER_TURN,
                 &mut self.stats,
@@ -421,7 +422,7 @@ impl Reactor {
         let mut resume = Vec::new();
         let mut datagram_reply: Option<(Origin, Vec<u8>)> = None;
         for entry in entries.drain(..) {
-            let mut entry = if entry.waiting {
+            let mut entry = if entry.outcome == Outcome::Waiting {
                 let client_left = self.client_left(entry.origin);
                 match self.waiting.park(entry, client_left, Instant::now()) {
                     Parked::AnswerNow(entry) => waiting::answer_end(entry),
@@ -469,13 +470,13 @@ impl Reactor {
             conn.in_flight -= 1;
             conn.reserved -= entry.reserved;
             if conn.phase == Phase::Awaiting
-                && (entry.slice.is_some() || waiting::wait_of(&entry.command).is_some())
+                && (entry.slice.is_some() || class_of(&entry.command).wait.is_some())
             {
                 // Its later commands (or slices) waited behind it.
                 conn.phase = Phase::Reading;
                 resume.push(index);
             }
-            if entry.failed && entry.slice.is_some() {
+            if entry.outcome == Outcome::Failed && entry.slice.is_some() {
                 // Nothing of the failed slice was taken, and the rest of
                 // the get does not run. After values already sent, `END`
                 // ends the reply (the failed keys read as empty queues) so
@@ -562,12 +563,9 @@ impl Reactor {
                 break;
             };
             count += 1;
-            let closes = matches!(
-                taken.command,
-                Command::Quit | Command::Refused(Refusal::ReplyAndClose(_))
-            );
-            let waits = waiting::wait_of(&taken.command).is_some();
-            let reserved = self.executor.reply_bound(&taken.command);
+            let class = class_of(&taken.command);
+            let waits = class.wait.is_some();
+            let reserved = self.executor.reply_bound(class.reply);
             conn.in_flight += 1;
             conn.reserved += reserved;
             self.entries.push(Entry {
@@ -581,7 +579,7 @@ impl Reactor {
                 slice: taken.slice,
                 ..Entry::new(Origin::Conn { index, id: conn.id }, taken.command)
             });
-            if closes {
+            if class.closes {
                 conn.phase = Phase::Closing;
                 return Gathered::Done;
             }

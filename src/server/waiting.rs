@@ -8,23 +8,16 @@
 //! queue got messages); the reactor asks here what to do about it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::executor::{Entry, Origin};
+use super::command_class::class_of;
+use super::executor::{Entry, Origin, Outcome};
 use crate::protocol::{Command, Reply};
-
-/// How long a request may wait: its key's `/t=`, if any.
-pub fn wait_of(command: &Command) -> Option<Duration> {
-    match command {
-        Command::Get { keys, .. } => keys.first().and_then(|k| k.options.wait),
-        _ => None,
-    }
-}
 
 /// Makes a request that waited answer `END`, as a plain `get` of an empty
 /// queue would, taking nothing.
 pub fn answer_end(mut entry: Entry) -> Entry {
-    entry.waiting = false;
+    entry.outcome = Outcome::Answered;
     entry.reply.clear();
     Reply::End.encode(&mut entry.reply);
     entry
@@ -93,7 +86,7 @@ impl Waiting {
     /// After a run, before its messages are counted: each request that
     /// found nothing remembers how many messages its queue had been given.
     pub fn found_nothing(&self, entries: &mut [Entry]) {
-        for entry in entries.iter_mut().filter(|e| e.waiting) {
+        for entry in entries.iter_mut().filter(|e| e.outcome == Outcome::Waiting) {
             entry.wait.seen_supply = self.supply_of(&queue_of(entry));
         }
     }
@@ -204,7 +197,7 @@ impl Waiting {
             Place {
                 seq: self.next_seq,
                 deadline: entry.wait.arrived.unwrap_or(now)
-                    + wait_of(&entry.command).unwrap_or_default(),
+                    + class_of(&entry.command).wait.unwrap_or_default(),
             }
         })
     }
