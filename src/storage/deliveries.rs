@@ -121,12 +121,18 @@ impl Deliveries {
         }
     }
 
-    /// The record numbers of `queue` that have counts.
-    pub fn records_of(&self, queue: &[u8]) -> Vec<u32> {
-        self.counts
-            .get(queue)
-            .map(|c| c.keys().copied().collect())
-            .unwrap_or_default()
+    /// Every message of `queue` leaves (the queue is flushed or deleted):
+    /// removes their counts in `txn`. Once it commits, `forget_queue`.
+    pub fn clear_queue(&self, txn: &Txn<'_>, queue: &[u8]) -> Result<()> {
+        for &recno in self.counts.get(queue).into_iter().flat_map(HashMap::keys) {
+            self.write(txn, queue, recno, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The transaction of `clear_queue` committed.
+    pub fn forget_queue(&mut self, queue: &[u8]) {
+        self.counts.remove(queue);
     }
 }
 

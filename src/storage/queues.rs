@@ -189,13 +189,10 @@ impl QueueStore {
         let counts = queue.counts;
         // Berkeley DB removes a database only once every handle is closed.
         drop(queue);
-        let counted = self.deliveries.records_of(name);
         let result = self.env.begin().map_err(Error::from).and_then(|txn| {
             self.env.remove_database(&txn, name)?;
             self.list.delete(&txn, &queue_list::key(name))?;
-            for &recno in &counted {
-                self.deliveries.write(&txn, name, recno, 0)?;
-            }
+            self.deliveries.clear_queue(&txn, name)?;
             Ok(txn.commit()?)
         });
         if let Err(e) = result {
@@ -203,9 +200,7 @@ impl QueueStore {
             self.add_open(name, db, counts)?;
             return Err(e);
         }
-        for recno in counted {
-            self.deliveries.apply(name, recno, 0);
-        }
+        self.deliveries.forget_queue(name);
         self.watch.taken(counts.waiting());
         Ok(true)
     }
@@ -255,16 +250,26 @@ impl QueueStore {
         Ok(removed)
     }
 
-    /// Deletes every message of `name` in `txn`; returns how many.
-    pub fn flush(&self, txn: &Txn<'_>, name: &[u8]) -> Result<u32> {
-        match self.queues.get(name) {
-            Some(queue) => {
-                let removed = queue.db.truncate(txn)?;
-                self.watch.taken(u64::from(removed));
-                Ok(removed)
-            }
-            None => Ok(0),
-        }
+    /// Drops every message of queue `name` (open ones too) and their
+    /// delivery counts in one transaction, keeping the queue; returns how
+    /// many there were (0 when there is no such queue).
+    pub fn flush(&mut self, name: &[u8]) -> Result<u32> {
+        let Some(queue) = self.queues.get(name) else {
+            return Ok(0);
+        };
+        let txn = self.env.begin()?;
+        let dropped = queue.db.truncate(&txn)?;
+        self.deliveries.clear_queue(&txn, name)?;
+        let taken = Counts {
+            set: 0,
+            get: i64::from(dropped),
+        };
+        self.save_counts(&txn, name, taken)?;
+        txn.commit()?;
+        self.add_counts(name, taken);
+        self.deliveries.forget_queue(name);
+        self.watch.taken(u64::from(dropped));
+        Ok(dropped)
     }
 
     /// The delivery counts of handed-out messages.

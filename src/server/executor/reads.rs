@@ -562,29 +562,8 @@ impl Executor {
     /// `flush <q>`: every message of the queue goes, open ones included;
     /// the queue stays. `END` in any case.
     pub(super) fn flush(&mut self, queue: &[u8], out: &mut Vec<u8>) {
-        let env = self.store.env().clone();
-        let counted = self.store.deliveries().records_of(queue);
-        let result = env.begin().map_err(storage::Error::from).and_then(|txn| {
-            let dropped = self.store.flush(&txn, queue)?;
-            for &recno in &counted {
-                self.store.deliveries().write(&txn, queue, recno, 0)?;
-            }
-            let taken = storage::Counts {
-                set: 0,
-                get: i64::from(dropped),
-            };
-            if self.store.contains(queue) {
-                self.store.save_counts(&txn, queue, taken)?;
-            }
-            txn.commit()?;
-            Ok(taken)
-        });
-        match result {
-            Ok(taken) => {
-                self.store.add_counts(queue, taken);
-                for recno in counted {
-                    self.store.deliveries_mut().0.apply(queue, recno, 0);
-                }
+        match self.store.flush(queue) {
+            Ok(_) => {
                 self.reads.leases.release_queue(queue);
                 // Every message went, and record numbers start again.
                 if let Some(activity) = self.reads.activity.get_mut(queue) {
