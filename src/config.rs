@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::bdb::QUEUE_PAGE_HEADER;
+
 /// Everything the command line decides, with the original's defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -281,8 +283,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
         }
         c.record_len = v as u32;
     }
-    // A DB_QUEUE page holds a 28-byte header and records of 1 + -B bytes.
-    let max_record = c.page_size - 29;
+    // A DB_QUEUE page holds its header and records of 1 + -B bytes.
+    let max_record = c.page_size - (QUEUE_PAGE_HEADER + 1);
     if c.record_len > max_record {
         return Err(ConfigError(format!(
             "Illegal argument \"B\": records of {} bytes do not fit a {}-byte page (-A); at most {max_record}",

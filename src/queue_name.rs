@@ -5,6 +5,7 @@
 //! The original used the raw name as a file name, so `../x` escaped the home
 //! and `queue.list` or `__db.001` collided with the environment's own files.
 
+use crate::bdb::QUEUE_PAGE_HEADER_MAX;
 use crate::storage::{deliveries, queue_list};
 
 /// Longest key the memcache protocol allows.
@@ -40,10 +41,11 @@ impl NameRules {
                 max_create_len: MAX_KEY_LEN,
             };
         }
-        // A lower bound on records per page (the page header and per-record
-        // flag byte fit in 64 bytes + 1 each), so the extent count is an upper
-        // bound over the whole 32-bit record-number space.
-        let per_page = ((page_size as u64).saturating_sub(64) / (record_len as u64 + 1)).max(1);
+        // A lower bound on records per page (the largest page header, and
+        // a flag byte per record), so the extent count is an upper bound
+        // over the whole 32-bit record-number space.
+        let header = u64::from(QUEUE_PAGE_HEADER_MAX);
+        let per_page = ((page_size as u64).saturating_sub(header) / (record_len as u64 + 1)).max(1);
         let last_extent = u32::MAX as u64 / (per_page * extent_pages as u64);
         let digits = last_extent.to_string().len();
         let fixed = "__dbq.".len() + ".".len() + digits;

@@ -237,7 +237,8 @@ impl Env {
         }
     }
 
-    /// The size of a full log file in bytes (set_lg_max; 10 MB by default).
+    /// The size of a full log file in bytes (set_lg_max;
+    /// `DEFAULT_LOG_FILE_SIZE` unless DB_CONFIG sets one).
     pub fn log_file_size(&self) -> Result<u32> {
         let mut size = 0;
         // SAFETY: a live environment; `size` outlives the call.

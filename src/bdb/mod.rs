@@ -47,6 +47,15 @@ pub use error::{Error, Result};
 pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};
 pub use txn::Txn;
 
+/// Bytes of a DB_QUEUE page's header, before its records (without
+/// checksums or encryption, which the server never turns on).
+pub const QUEUE_PAGE_HEADER: u32 = 28;
+/// An upper bound of that header whatever the environment's settings:
+/// for lower bounds on records per page.
+pub const QUEUE_PAGE_HEADER_MAX: u32 = 64;
+/// A log file's size when DB_CONFIG does not set one (set_lg_max).
+pub const DEFAULT_LOG_FILE_SIZE: u32 = 10 << 20;
+
 use std::ffi::CString;
 use std::ptr::NonNull;
 

@@ -1,6 +1,9 @@
-//! Runs one turn's commands against storage: every command that arrived in
-//! the turn shares one transaction and one commit (group commit), and no
-//! reply leaves before that commit succeeded.
+//! Runs one turn's commands against storage, in order. The `set`s and
+//! `get`s of a turn share one transaction and one commit (group commit);
+//! the turn is split into several transactions only at a command that
+//! runs alone (`delete`, `flush`, the stats, see `command_class`) and
+//! every 10,000 records, to stay under the lock table. No reply leaves
+//! before its commit succeeded (and, see `held_turns`, is durable).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -132,10 +132,12 @@ impl LogFlusher {
         })
     }
 
-    /// Whether the replies of the turn just committed must wait for a
-    /// flush: always in the default mode; with -N only while the log file
-    /// being written is not allocated in full (the flush that settles the
-    /// turn is followed by its allocation).
+    /// Called once per committed turn: counts the commit (with -N the
+    /// flusher flushes on its timer only if commits came since its last
+    /// flush), and tells whether the turn's replies must wait for a flush:
+    /// always in the default mode; with -N only while the log file being
+    /// written is not allocated in full (the flush that settles the turn
+    /// is followed by its allocation).
     pub fn holds_replies(&mut self) -> bool {
         let Some(env) = &self.nosync else {
             return true;

@@ -1,6 +1,9 @@
-//! The event loop: one thread owns every socket. Each turn reads what
-//! arrived, parses it into commands, runs them all in one transaction with
-//! one commit (see `executor`), and only then writes the replies.
+//! The event loop: one thread owns every socket and runs every
+//! transaction. Each turn reads what arrived on the ready connections (and
+//! the UDP socket, `datagrams`), parses it into commands, runs them with
+//! one commit for the lot (`executor`), and writes the replies once the
+//! commit is durable (`held_turns`). Requests that wait for a message are
+//! kept by `waiting`; a long `get` runs in slices (`get_slices`).
 
 use std::io;
 use std::time::{Duration, Instant};

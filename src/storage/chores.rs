@@ -354,15 +354,23 @@ fn trickle_loop(env: &Env, watch: &CacheWatch, period: Option<Duration>, percent
     }
 }
 
-/// Writes every dirty page if more than 10 percent of the cache (or 100 -
-/// `percent`, if less) is dirty.
+/// Clean pages a deep backlog keeps at least, in percent of the cache
+/// (-e may ask for more): beyond 10 percent dirty, every dirty page is
+/// written.
+const DEEP_CLEAN_PERCENT: i32 = 90;
+/// memp_trickle's target that writes every dirty page.
+const ALL_CLEAN: i32 = 100;
+
+/// Writes every dirty page if less than `DEEP_CLEAN_PERCENT` (or `percent`,
+/// if more) of the cache is clean.
 fn trickle_if_needed(env: &Env, percent: i32) -> bdb::Result<()> {
     let cache = env.cache_stats()?;
-    if !needs_trickle(cache.dirty_pages, cache.capacity(), percent.max(90)) {
+    let clean = percent.max(DEEP_CLEAN_PERCENT);
+    if !needs_trickle(cache.dirty_pages, cache.capacity(), clean) {
         return Ok(());
     }
     let started = Instant::now();
-    let written = env.trickle(100)?;
+    let written = env.trickle(ALL_CLEAN)?;
     log::debug!(
         "{} of about {} cache pages were dirty; memp_trickle wrote {written} in {:?}",
         cache.dirty_pages,
@@ -379,7 +387,7 @@ fn trickle_if_needed(env: &Env, percent: i32) -> bdb::Result<()> {
 /// most of those.
 fn trickle_all(env: &Env) -> bdb::Result<()> {
     let started = Instant::now();
-    let written = env.trickle(100)? + env.trickle(100)?;
+    let written = env.trickle(ALL_CLEAN)? + env.trickle(ALL_CLEAN)?;
     log::debug!(
         "an extent file was closed; memp_trickle wrote {written} page(s) in {:?}",
         started.elapsed()

@@ -8,7 +8,7 @@ use super::chores::CacheWatch;
 use super::deliveries::{self, Deliveries};
 use super::error::{Error, Result};
 use super::queue_list::{self, Counts};
-use crate::bdb::{Database, Env, EnvConfig, IfMissing, QueueFormat, Txn};
+use crate::bdb::{Database, Env, EnvConfig, IfMissing, QueueFormat, Txn, QUEUE_PAGE_HEADER};
 use crate::queue_name::NameRules;
 
 /// Messages a queue must hold (as last committed) for the dirty pages of
@@ -328,7 +328,7 @@ impl QueueStore {
 /// them out: page 0 of the queue's own file holds the metadata, record `n`
 /// is on page 1 + (n - 1) / records per page, and extent file `k` holds
 /// pages k * pages per extent + 1 to (k + 1) * pages per extent. A page
-/// holds a 28-byte header, then records of one flag byte and the record
+/// holds a header (`QUEUE_PAGE_HEADER`), then records of one flag byte and the record
 /// length, each rounded up to 4 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Extents {
@@ -337,14 +337,11 @@ struct Extents {
 }
 
 impl Extents {
-    /// Berkeley DB's queue page header (without checksums).
-    const PAGE_HEADER: u32 = 28;
-
     /// The layout of a queue of pages of `page_size` bytes and records of
     /// `record_len`, with `pages` per extent file; `None` without extents.
     fn of(page_size: u32, record_len: u32, pages: u32) -> Option<Extents> {
         let slot = (record_len + 1).next_multiple_of(4);
-        let records_per_page = page_size.saturating_sub(Self::PAGE_HEADER) / slot;
+        let records_per_page = page_size.saturating_sub(QUEUE_PAGE_HEADER) / slot;
         (pages > 0 && records_per_page > 0).then_some(Extents {
             records_per_page,
             pages,

@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bdb::{self, Env};
+use crate::bdb::{self, Env, DEFAULT_LOG_FILE_SIZE};
 use crate::log_limit;
 use crate::os;
 
@@ -135,7 +135,8 @@ pub struct DiskSpace {
 
 impl DiskSpace {
     pub fn new(home: &Path, env: &Env) -> DiskSpace {
-        let log_file = env.log_file_size().map_or(10 * MB, u64::from);
+        let log_file = env.log_file_size().unwrap_or(DEFAULT_LOG_FILE_SIZE);
+        let log_file = u64::from(log_file);
         DiskSpace {
             home: home.to_path_buf(),
             env: env.clone(),
@@ -203,7 +204,7 @@ impl LogReserve {
     pub fn new(env: &Env) -> LogReserve {
         LogReserve {
             env: env.clone(),
-            file_size: env.log_file_size().map_or(10 * MB, u64::from),
+            file_size: u64::from(env.log_file_size().unwrap_or(DEFAULT_LOG_FILE_SIZE)),
             reserved: 0,
             short: None,
         }
