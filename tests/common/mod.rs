@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use std::env;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -142,10 +142,32 @@ impl Home {
 /// A server on a fresh home. Bind as `let (_home, server)` (or
 /// `(home, server)`): locals drop in reverse order, so the server stops
 /// before its home is removed.
+///
+/// With `MEMCACHEQ_TEST_ADDR=host:port` the server is instead the one
+/// already running there (MemcacheQ 0.2.1, say, to see where we differ),
+/// emptied of every queue first, and `extra` is not applied: run such a
+/// suite with `--test-threads=1`. Tests that restart the server or read
+/// its files use [`Home::start`] and always start their own.
 pub fn start(extra: &[&str]) -> (Home, Server) {
     let home = Home::new();
-    let server = home.start(extra);
+    let server = match external_server() {
+        Some(addr) => Server::external(addr),
+        None => home.start(extra),
+    };
     (home, server)
+}
+
+/// The server named by `MEMCACHEQ_TEST_ADDR`, if any.
+fn external_server() -> Option<SocketAddr> {
+    let addr = env::var("MEMCACHEQ_TEST_ADDR").ok()?;
+    let resolved = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+    Some(resolved.unwrap_or_else(|| panic!("MEMCACHEQ_TEST_ADDR={addr} is not host:port")))
+}
+
+/// The host test clients connect to: `MEMCACHEQ_TEST_ADDR`'s, else
+/// loopback.
+fn server_ip() -> IpAddr {
+    external_server().map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
 }
 
 /// Sorted names of the entries directly in `dir`.
@@ -392,6 +414,34 @@ impl Server {
         }
     }
 
+    /// The server already running at `addr` (`MEMCACHEQ_TEST_ADDR`), with
+    /// every queue deleted, as a fresh home would have none. Stopping it
+    /// or dropping it leaves it running.
+    fn external(addr: SocketAddr) -> Server {
+        let server = Server {
+            child: None,
+            port: addr.port(),
+            home: PathBuf::new(),
+            output: Arc::new(Mutex::new(Vec::new())),
+            readers: Vec::new(),
+        };
+        let mut c = server.client();
+        c.send(b"stats queue\r\n");
+        let listing = String::from_utf8_lossy(&c.read_until(END)).into_owned();
+        for line in listing.lines() {
+            if let Some(name) = line.strip_prefix("STAT ").and_then(|l| l.split(' ').next()) {
+                c.send(format!("delete {name}\r\n").as_bytes());
+                c.read_line();
+            }
+        }
+        server
+    }
+
+    /// Whether this is a server the test did not start.
+    fn is_external(&self) -> bool {
+        self.child.is_none() && self.readers.is_empty()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server running").id()
@@ -426,6 +476,9 @@ impl Server {
 
     /// Graceful stop: SIGTERM, then wait for a successful exit.
     pub fn stop(mut self) {
+        if self.is_external() {
+            return;
+        }
         signal(self.pid(), libc::SIGTERM);
         let status = self.wait(STOP_TIMEOUT);
         assert!(
@@ -509,9 +562,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to 127.0.0.1:`port`.
+    /// Connects to `port` of the server's host (loopback, unless
+    /// `MEMCACHEQ_TEST_ADDR` names another).
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to memcacheq");
+        let stream = TcpStream::connect((server_ip(), port)).expect("connect to memcacheq");
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         Client {

@@ -1,0 +1,270 @@
+//! Fuzzing the framing, bounded in time so that it runs in CI (issue 19):
+//! random mixes of well-formed commands, near-misses (bad lengths, stray
+//! arguments, long lines, hostile names) and raw garbage.
+//!
+//! - In process, against the parser: it never panics, every frame uses at
+//!   least one byte and no more than it was given, and the frames do not
+//!   depend on how the bytes were split into reads (the connection buffers
+//!   what it has and parses again as more comes).
+//! - Against a real server, sent with random write boundaries and
+//!   sometimes a half-close: the server stays up, a message stored before
+//!   is still there afterwards, and a new client is served normally.
+//!
+//! `MEMCACHEQ_FUZZ_CASES` (default 256 for the parser, a quarter of that
+//! for the server) sets how many inputs run; `MEMCACHEQ_FUZZ_SEED` replays
+//! one seed.
+
+mod common;
+
+use common::*;
+use memcacheq::protocol::{Command, Parser, Refusal, MAX_LINE};
+use memcacheq::queue_name::NameRules;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+const RECORD_LEN: u32 = 1024;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn runner(cases: u32) -> (TestRunner, u64) {
+    let seed = env_number(
+        "MEMCACHEQ_FUZZ_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    );
+    eprintln!("fuzz: seed {seed}, {cases} inputs (MEMCACHEQ_FUZZ_SEED={seed} replays it)");
+    let config = Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        max_shrink_iters: 200,
+        ..Config::default()
+    };
+    (TestRunner::new(config), seed)
+}
+
+/// One piece of input.
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    let name = prop_oneof![
+        Just("q".to_string()),
+        Just("fz".to_string()),
+        Just("../x".to_string()),
+        Just("queue.list".to_string()),
+        "[a-z]{1,3}",
+        "[ -~]{0,12}",
+    ];
+    let option = prop_oneof![
+        Just(""),
+        Just("/open"),
+        Just("/close"),
+        Just("/abort"),
+        Just("/peek"),
+        Just("/t=0"),
+        Just("/t=x"),
+        Just("/open/peek"),
+    ];
+    let line_end = prop_oneof![Just("\r\n"), Just("\n"), Just(" noreply\r\n"), Just("\r")];
+    prop_oneof![
+        // A set whose length may not match its block.
+        (
+            name.clone(),
+            0u32..70000,
+            any::<u16>(),
+            0usize..40,
+            line_end.clone()
+        )
+            .prop_map(|(name, flags, len, body, end)| {
+                let len = if len % 3 == 0 {
+                    body as u32
+                } else {
+                    u32::from(len)
+                };
+                let mut out = format!("set {name} {flags} 0 {len}{end}").into_bytes();
+                out.extend(std::iter::repeat_n(b'x', body));
+                out.extend_from_slice(b"\r\n");
+                out
+            }),
+        (
+            proptest::collection::vec((name.clone(), option), 0..4),
+            any::<bool>(),
+            line_end
+        )
+            .prop_map(|(keys, cas, end)| {
+                let verb = if cas { "gets" } else { "get" };
+                let keys: Vec<String> = keys.into_iter().map(|(n, o)| format!("{n}{o}")).collect();
+                format!("{verb} {}{end}", keys.join(" ")).into_bytes()
+            }),
+        name.prop_map(|n| format!("delete {n}\r\n").into_bytes()),
+        prop_oneof![
+            Just(&b"stats\r\n"[..]),
+            Just(&b"stats queue\r\n"[..]),
+            Just(&b"version\r\n"[..]),
+            Just(&b"dump_stats\r\n"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b"set\r\n"[..]),
+            Just(&b"set q 0 0 -1\r\n"[..]),
+            Just(&b"set q 0 0 99999999999999999999\r\n"[..]),
+            Just(&b"incr q 1\r\n"[..]),
+        ]
+        .prop_map(<[u8]>::to_vec),
+        // A line longer than any line may be.
+        (0usize..3).prop_map(|n| vec![b'g'; MAX_LINE + n]),
+        proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b' '), Just(0u8), any::<u8>()],
+            0..48
+        ),
+    ]
+}
+
+fn input() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(piece(), 1..12).prop_map(|pieces| pieces.concat())
+}
+
+/// Where to split an input into reads: cut points as fractions.
+fn cuts() -> impl Strategy<Value = Vec<u16>> {
+    proptest::collection::vec(any::<u16>(), 0..8)
+}
+
+fn parser() -> Parser {
+    Parser::new(NameRules::new(RECORD_LEN, 4096, 16), RECORD_LEN)
+}
+
+/// The frames of `input` as a connection sees them when the bytes come in
+/// `reads`: each read is appended, then every complete frame is parsed and
+/// the bytes of a refused block are thrown away as they come. Stops at a
+/// frame that closes the connection.
+fn frames(parser: &Parser, reads: &[&[u8]]) -> Result<Vec<String>, TestCaseError> {
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut discard = 0u64;
+    let mut out = Vec::new();
+    for read in reads {
+        buffer.extend_from_slice(read);
+        loop {
+            let skip = discard.min(buffer.len() as u64);
+            buffer.drain(..skip as usize);
+            discard -= skip;
+            if discard > 0 {
+                break;
+            }
+            let Some(frame) = parser.parse(&buffer) else {
+                break;
+            };
+            prop_assert!(
+                frame.consumed > 0 && frame.consumed <= buffer.len(),
+                "a frame used {} of {} bytes",
+                frame.consumed,
+                buffer.len()
+            );
+            buffer.drain(..frame.consumed);
+            discard = frame.discard;
+            let closes = matches!(frame.command, Command::Refused(Refusal::ReplyAndClose(_)));
+            out.push(format!("{:?} noreply={}", frame.command, frame.noreply));
+            if closes {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `input` split at `cuts` (fractions of its length).
+fn split_at<'a>(input: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = cuts
+        .iter()
+        .map(|&c| input.len() * usize::from(c) / usize::from(u16::MAX))
+        .collect();
+    points.sort_unstable();
+    let mut out = Vec::new();
+    let mut from = 0;
+    for p in points {
+        out.push(&input[from..p]);
+        from = p;
+    }
+    out.push(&input[from..]);
+    out
+}
+
+#[test]
+fn the_parser_frames_any_input_the_same_however_it_is_split() {
+    let cases = env_number("MEMCACHEQ_FUZZ_CASES", 256) as u32;
+    let (mut runner, seed) = runner(cases);
+    let parser = parser();
+    let result = runner.run(&(input(), cuts()), |(input, cuts)| {
+        let whole = frames(&parser, &[&input])?;
+        let split = frames(&parser, &split_at(&input, &cuts))?;
+        prop_assert_eq!(whole, split);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("parser fuzz (MEMCACHEQ_FUZZ_SEED={seed}): {e}");
+    }
+}
+
+/// Sends `input` in the pieces `cuts` makes, optionally half-closes, and
+/// reads whatever comes back until the server closes or goes quiet.
+fn throw_at(port: u16, input: &[u8], cuts: &[u16], half_close: bool) {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    for piece in split_at(input, cuts) {
+        if stream.write_all(piece).is_err() {
+            return;
+        }
+    }
+    if half_close {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return,
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn the_server_survives_any_input_and_keeps_what_it_stored() {
+    let cases = (env_number("MEMCACHEQ_FUZZ_CASES", 256) / 4).max(1) as u32;
+    let (mut runner, seed) = runner(cases);
+    let (_home, mut server) = start(&["-N"]);
+    let mut keeper = server.client();
+    keeper.set("keep", 7, b"kept through the fuzz");
+    let port = server.port;
+    let result = runner.run(&(input(), cuts(), any::<bool>()), |(input, cuts, half)| {
+        throw_at(port, &input, &cuts, half);
+        Ok(())
+    });
+    server.assert_running();
+    if let Err(e) = result {
+        panic!("server fuzz (MEMCACHEQ_FUZZ_SEED={seed}): {e}");
+    }
+    let mut fresh = server.client();
+    fresh.call(b"version\r\n", b"VERSION 0.2.1\r\n");
+    fresh.call(
+        b"get keep\r\n",
+        &[
+            &value_reply(b"keep", "7", b"kept through the fuzz")[..],
+            END,
+        ]
+        .concat(),
+    );
+    fresh.set("after", 0, b"still serving");
+    assert_eq!(
+        fresh.get("after").map(|m| m.body),
+        Some(b"still serving".to_vec())
+    );
+}
