@@ -18,6 +18,7 @@
 //! - `histogram`: log-linear latency buckets, mergeable across threads.
 //! - `report`: totals, printed as a key=value line and optionally JSON.
 //! - `backlog`: backlog mode.
+//! - `cpu`: the server's CPU time per operation (`--server-pid`).
 //!
 //! `--backlog N` measures something else: N messages stored into one
 //! queue as fast as pipelined batches allow, then taken off the same way,
@@ -28,6 +29,7 @@
 
 mod backlog;
 mod client;
+mod cpu;
 mod histogram;
 mod options;
 mod report;
@@ -82,7 +84,8 @@ fn run(config: Arc<Config>) -> Result<bool, String> {
         clients.push(client);
     }
 
-    let start = Arc::new(Barrier::new(config.connections));
+    let sampler = usize::from(config.server_pid.is_some());
+    let start = Arc::new(Barrier::new(config.connections + sampler));
     let mut handles = Vec::with_capacity(config.connections);
     for (conn, client) in clients.into_iter().enumerate() {
         let (mix, queues) = worker::role_of(conn, &config);
@@ -105,9 +108,31 @@ fn run(config: Arc<Config>) -> Result<bool, String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         handles.push(handle);
     }
+    // The server's CPU time from the end of the warmup, when the workers
+    // start measuring, to when the last of them is done.
+    let first_sample = config.server_pid.map(|pid| {
+        let start = Arc::clone(&start);
+        let warmup = config.warmup;
+        thread::spawn(move || {
+            start.wait();
+            thread::sleep(warmup);
+            cpu::sample(pid)
+        })
+    });
     let tallies: Vec<Tally> = join_all(handles)?;
+    let spent = match (config.server_pid, first_sample) {
+        (Some(pid), Some(first)) => {
+            let first = first
+                .join()
+                .map_err(|_| "the CPU sampler panicked".to_string())?;
+            let first = first.map_err(|e| format!("reading /proc/{pid}: {e}"))?;
+            let last = cpu::sample(pid).map_err(|e| format!("reading /proc/{pid}: {e}"))?;
+            Some(first.until(&last))
+        }
+        _ => None,
+    };
 
-    let summary = Summary::new(&tallies);
+    let summary = Summary::new(&tallies, spent);
     println!("{}", summary.text(&config));
     if config.json {
         println!("{}", summary.json(&config));

@@ -169,6 +169,8 @@ pub struct Config {
     pub json: bool,
     /// Backlog mode instead of the closed loop, if asked for.
     pub backlog: Option<Backlog>,
+    /// The server's process, whose CPU time per operation is reported.
+    pub server_pid: Option<u32>,
 }
 
 impl Config {
@@ -302,6 +304,13 @@ fn options() -> Options {
         "phase",
         "backlog mode: fill, drain or both (both)",
         "PHASE",
+    );
+    opts.optopt(
+        "",
+        "server-pid",
+        "the server's process id: also report the CPU time it spent per \
+         operation in the measured window, whole and in its busiest thread",
+        "PID",
     );
     opts.optflag("j", "json", "also print the result as one JSON line");
     opts.optflag("h", "help", "print this help");
@@ -439,6 +448,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         timeout,
         json: matches.opt_present("json"),
         backlog,
+        server_pid: match matches.opt_str("server-pid") {
+            Some(text) => Some(number(Some(text), "--server-pid", 0u32)?),
+            None => None,
+        },
     }))
 }
 

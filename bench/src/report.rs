@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::cpu::Spent;
 use crate::histogram::Histogram;
 use crate::options::{Config, Read};
 use crate::worker::Tally;
@@ -17,10 +18,12 @@ pub struct Summary {
     pub hits: u64,
     pub misses: u64,
     pub errors: u64,
+    /// The server's CPU time in the measured window, if asked for.
+    pub server_cpu: Option<Spent>,
 }
 
 impl Summary {
-    pub fn new(tallies: &[Tally]) -> Summary {
+    pub fn new(tallies: &[Tally], server_cpu: Option<Spent>) -> Summary {
         let mut latency = Histogram::new();
         for tally in tallies {
             latency.merge(&tally.latency);
@@ -38,6 +41,7 @@ impl Summary {
             hits: tallies.iter().map(|t| t.hits).sum(),
             misses: tallies.iter().map(|t| t.misses).sum(),
             errors: tallies.iter().map(|t| t.errors).sum(),
+            server_cpu,
         }
     }
 
@@ -88,6 +92,17 @@ impl Summary {
             ("max_us", us(self.latency.max())),
             ("errors", Value::Int(self.errors)),
         ];
+        if let Some(spent) = &self.server_cpu {
+            let per_op = |ns: u64| Value::Float(ns as f64 / 1000.0 / self.ops().max(1) as f64, 2);
+            fields.extend([
+                ("server_cpu_us_per_op", per_op(spent.total_ns)),
+                ("busiest_thread_us_per_op", per_op(spent.busiest_ns)),
+                (
+                    "busiest_thread",
+                    Value::Text(spent.busiest.replace(' ', "_")),
+                ),
+            ]);
+        }
         if !config.is_classic() {
             fields.extend([
                 ("read", Value::Text(config.read.name().into())),
