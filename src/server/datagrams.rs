@@ -7,7 +7,7 @@ use std::io;
 use mio::net::UdpSocket;
 
 use super::command_class::{class_of, ReplySize};
-use super::executor::{Entry, Origin, LINE_REPLY};
+use super::executor::{Entry, Origin, ReplyBounds, LINE_REPLY};
 use crate::protocol::{reply, udp, Command, Parser, Refusal};
 use crate::stats::Stats;
 
@@ -41,11 +41,11 @@ impl Datagrams {
 
     /// Reads waiting datagrams and turns their commands into `entries`,
     /// until the socket is drained or `entries` holds `limit`.
-    /// `reply_bound` tells the most bytes a reply may take.
+    /// `bounds` tells the most bytes a reply may take.
     pub fn gather(
         &mut self,
         parser: &Parser,
-        reply_bound: &dyn Fn(ReplySize) -> usize,
+        bounds: ReplyBounds,
         entries: &mut Vec<Entry>,
         limit: usize,
         stats: &mut Stats,
@@ -53,7 +53,7 @@ impl Datagrams {
         self.ready = false;
         // Beyond its share, one `get` of one key may bring one message: a
         // message someone had to send, and which the get takes away.
-        let message_bound = reply_bound(ReplySize::PerKey(1));
+        let message_bound = bounds.of(ReplySize::PerKey(1));
         loop {
             let (len, peer) = match self.socket.recv_from(&mut self.buf) {
                 Ok(got) => got,
@@ -87,7 +87,7 @@ impl Datagrams {
                     frame.command = Command::Refused(Refusal::Reply(reply::BAD_FORMAT));
                     class = class_of(&frame.command);
                 }
-                let bound = reply_bound(class.reply);
+                let bound = bounds.of(class.reply);
                 if class.reply == ReplySize::PerKey(1) && bound <= one_message {
                     one_message = 0;
                 } else if bound <= budget {

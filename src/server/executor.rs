@@ -61,6 +61,40 @@ pub enum Origin {
     Udp { peer: SocketAddr, request_id: u16 },
 }
 
+/// Upper bounds on the bytes of replies, known before their commands run,
+/// so that a client that never reads can be stopped before its replies
+/// outgrow its share of memory. A copy: I/O threads use it too.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyBounds {
+    /// The longest record of any queue.
+    max_record_len: usize,
+    /// How many queues there are.
+    queues: usize,
+}
+
+impl ReplyBounds {
+    /// The most bytes a reply of `size` may take.
+    pub fn of(self, size: ReplySize) -> usize {
+        match size {
+            ReplySize::Line => LINE_REPLY,
+            ReplySize::Stats => STATS_REPLY,
+            ReplySize::PerKey(keys) => keys * self.value_block() + LINE_REPLY,
+            ReplySize::QueueStats => self.queues * QUEUE_STATS_LINE + LINE_REPLY,
+            ReplySize::QueueDumps => self.queues * QUEUE_DUMP + LINE_REPLY,
+        }
+    }
+
+    /// How many keys of a long `get` run in one slice (at least one).
+    pub fn keys_per_get_slice(self) -> usize {
+        (GET_SLICE_REPLY / self.value_block()).max(1)
+    }
+
+    /// The most bytes of one `VALUE` block.
+    fn value_block(self) -> usize {
+        self.max_record_len + VALUE_LINE_OVERHEAD
+    }
+}
+
 /// What running a command came to, beside its reply bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -85,7 +119,7 @@ pub struct Entry {
     /// made as usual but never sent.
     pub noreply: bool,
     /// Output bytes reserved for the reply when the command was taken (see
-    /// `Executor::reply_bound`); returned when the reply is delivered.
+    /// `ReplyBounds`); returned when the reply is delivered.
     pub reserved: usize,
     /// The reply bytes, sent once the turn has committed.
     pub reply: Vec<u8>,
@@ -207,24 +241,12 @@ impl Executor {
         self.store
     }
 
-    /// An upper bound on the bytes of a reply of `size`, known before its
-    /// command runs, so a client that never reads can be stopped before its
-    /// replies outgrow its share of memory.
-    pub fn reply_bound(&self, size: ReplySize) -> usize {
-        match size {
-            ReplySize::Line => LINE_REPLY,
-            ReplySize::Stats => STATS_REPLY,
-            ReplySize::PerKey(keys) => {
-                keys * (self.store.max_record_len() + VALUE_LINE_OVERHEAD) + LINE_REPLY
-            }
-            ReplySize::QueueStats => self.store.queue_count() * QUEUE_STATS_LINE + LINE_REPLY,
-            ReplySize::QueueDumps => self.store.queue_count() * QUEUE_DUMP + LINE_REPLY,
+    /// Upper bounds on replies as the store stands now.
+    pub fn reply_bounds(&self) -> ReplyBounds {
+        ReplyBounds {
+            max_record_len: self.store.max_record_len(),
+            queues: self.store.queue_count(),
         }
-    }
-
-    /// How many keys of a long `get` run in one slice (at least one).
-    pub fn keys_per_get_slice(&self) -> usize {
-        (GET_SLICE_REPLY / (self.store.max_record_len() + VALUE_LINE_OVERHEAD)).max(1)
     }
 
     /// Runs `entries` in order, filling each reply.

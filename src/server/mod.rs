@@ -14,8 +14,10 @@ mod datagrams;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
+mod gather;
 mod get_slices;
 mod held_turns;
+mod io_threads;
 mod leases;
 mod log_flusher;
 mod reactor;
@@ -86,8 +88,8 @@ pub struct ServeOptions {
     /// -c: connections served at once; one more is answered `SERVER_ERROR
     /// too many open connections` and closed.
     pub max_connections: usize,
-    /// -t: only reported by `stats` as `threads`, so monitoring of the
-    /// original keeps working (one reactor does the work; README, Design).
+    /// -t: threads doing socket work, the reactor included (`io_threads`);
+    /// reported by `stats` as `threads`.
     pub threads: u32,
     /// -N: whether replies wait for the log flush.
     pub durability: Durability,

@@ -12,13 +12,15 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::command_class::class_of;
-use super::connection::{Connection, Phase, ReadState};
+use super::connection::{Connection, Phase};
 use super::datagrams::Datagrams;
 use super::executor::{Entry, Executor, Origin, Outcome};
+use super::gather::{Limits, Next, OUTPUT_BACKLOG};
 use super::get_slices::GetSlice;
 use super::held_turns::HeldTurns;
+use super::io_threads::{Done, IoThreads, Job};
 use super::socket::{Listener, Listeners, Stream};
-use super::waiting::{self, Parked, Wait, Waiting};
+use super::waiting::{self, Parked, Waiting};
 use super::ServeOptions;
 use crate::log_limit;
 use crate::protocol::{reply, Parser, Reply, MAX_GET_LINE, MAX_LINE};
@@ -35,27 +37,9 @@ const COMMANDS_PER_CONNECTION: usize = 256;
 /// Commands per turn: bounds one transaction's locks (the environment has
 /// 40000) and the latency of the turn.
 const COMMANDS_PER_TURN: usize = 4096;
-/// Reply bytes a connection may be owed (unsent, or reserved by commands
-/// in flight) before no more of its commands are taken, even within a turn:
-/// a client that sends but never reads holds at most this much memory,
-/// plus one command's reply.
-const OUTPUT_BACKLOG: usize = 1 << 20;
 /// How long a stopping server goes on writing replies it owes to clients
 /// that read slowly.
 const SHUTDOWN_WRITE_TIME: Duration = Duration::from_secs(2);
-
-/// What a connection needs after gathering its commands.
-enum Gathered {
-    /// Nothing until its socket reports again.
-    Done,
-    /// Another turn: input or parsed commands are left over.
-    Again,
-    /// Close it now.
-    Gone,
-    /// Its waiting request ends now (the client closed its side): answer
-    /// it as a plain `get` would, taking nothing, and go on.
-    EndWait,
-}
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
@@ -80,6 +64,8 @@ pub struct Reactor {
     /// Connections with input to read or parse in the next turn.
     ready: Vec<usize>,
     parser: Parser,
+    /// Socket work of the turn, on I/O threads (-t) or here.
+    io: IoThreads,
     executor: Executor,
     stats: Stats,
     /// -c.
@@ -122,6 +108,7 @@ impl Reactor {
             accept_paused: false,
             ready: Vec::new(),
             parser,
+            io: IoThreads::start(options.threads as usize, parser)?,
             executor,
             stats: match &options.report_version {
                 Some(version) => Stats::new(options.threads).with_version(version),
@@ -378,26 +365,15 @@ impl Reactor {
             self.deliver(ended);
         }
         if let Some(udp) = self.udp.as_mut().filter(|u| u.ready) {
-            let executor = &self.executor;
             udp.gather(
                 &self.parser,
-                &|size| executor.reply_bound(size),
+                self.executor.reply_bounds(),
                 &mut self.entries,
                 COMMANDS_PER_TURN,
                 &mut self.stats,
             );
         }
-        let ready = std::mem::take(&mut self.ready);
-        for index in ready {
-            if let Some(Some(conn)) = self.conns.get_mut(index) {
-                conn.queued = false;
-            }
-            if self.entries.len() >= COMMANDS_PER_TURN {
-                self.mark_ready(index);
-                continue;
-            }
-            self.gather(index);
-        }
+        self.gather_ready();
         if self.entries.is_empty() {
             return;
         }
@@ -503,117 +479,66 @@ impl Reactor {
         if self.entries.capacity() == 0 {
             self.entries = entries;
         }
-        for index in touched {
-            self.send(index);
-        }
+        self.send_all(touched);
         for index in resume {
             self.mark_ready(index);
         }
     }
 
-    /// Reads a connection's input and turns it into commands of this turn.
-    fn gather(&mut self, index: usize) {
-        let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) else {
+    /// Reads the ready connections' input and turns it into commands of
+    /// this turn, on the I/O threads.
+    fn gather_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        let mut jobs = Vec::with_capacity(ready.len());
+        for index in ready {
+            let Some(Some(conn)) = self.conns.get_mut(index) else {
+                continue;
+            };
+            conn.queued = false;
+            match conn.phase {
+                Phase::Closing => continue,
+                Phase::Awaiting => {
+                    // A client that closed its side while its request
+                    // waits gets `END` at once, and nothing is taken.
+                    if conn.eof_reported && self.waiting.waits_for(conn.id) {
+                        self.end_wait_of(index);
+                    }
+                    continue;
+                }
+                Phase::Reading | Phase::Throttled => {}
+            }
+            if let Some(conn) = self.conns[index].take() {
+                jobs.push(Job::Gather(index, conn));
+            }
+        }
+        if jobs.is_empty() {
             return;
+        }
+        // Each connection's share of the turn's commands.
+        let limits = Limits {
+            commands: (COMMANDS_PER_TURN / jobs.len()).clamp(1, COMMANDS_PER_CONNECTION),
+            read_limit: self.read_limit,
+            bounds: self.executor.reply_bounds(),
         };
-        let keep = self.gather_from(index, &mut conn);
-        self.conns[index] = Some(conn);
-        match keep {
-            Gathered::Done => {}
-            Gathered::Again => self.mark_ready(index),
-            Gathered::Gone => self.close(index),
-            Gathered::EndWait => self.end_wait_of(index),
-        }
-    }
-
-    fn gather_from(&mut self, index: usize, conn: &mut Connection) -> Gathered {
-        if conn.phase == Phase::Closing {
-            return Gathered::Done;
-        }
-        if conn.phase == Phase::Awaiting {
-            // A client that closed its side while its request waits gets
-            // `END` at once, and nothing is taken for it.
-            let gone = conn.eof_reported && self.waiting.waits_for(conn.id);
-            return if gone {
-                Gathered::EndWait
-            } else {
-                Gathered::Done
+        for done in self.io.run(jobs, &limits) {
+            let Done::Gathered {
+                index,
+                conn,
+                next,
+                read,
+                mut entries,
+            } = done
+            else {
+                continue;
             };
-        }
-        if conn.owed_output() > OUTPUT_BACKLOG {
-            conn.phase = Phase::Throttled;
-            return Gathered::Done;
-        }
-        let state = match conn.read(self.read_limit) {
-            Ok((n, state)) => {
-                self.stats.bytes_read += n as u64;
-                state
+            self.conns[index] = Some(conn);
+            self.stats.bytes_read += read as u64;
+            self.entries.append(&mut entries);
+            match next {
+                Next::Done => {}
+                Next::Again => self.mark_ready(index),
+                Next::Gone => self.close(index),
             }
-            Err(e) => {
-                log::debug!("connection {index}: read failed: {e}");
-                return Gathered::Gone;
-            }
-        };
-        let keys_per_slice = self.executor.keys_per_get_slice();
-        let mut count = 0;
-        while count < COMMANDS_PER_CONNECTION {
-            if conn.owed_output() > OUTPUT_BACKLOG {
-                // The rest waits, parsed or not, until the client reads.
-                conn.phase = Phase::Throttled;
-                return Gathered::Done;
-            }
-            let Some(taken) = conn.next_command(&self.parser, keys_per_slice) else {
-                break;
-            };
-            count += 1;
-            let class = class_of(&taken.command);
-            let waits = class.wait.is_some();
-            let reserved = self.executor.reply_bound(class.reply);
-            conn.in_flight += 1;
-            conn.reserved += reserved;
-            self.entries.push(Entry {
-                noreply: taken.noreply,
-                reserved,
-                wait: if waits {
-                    Wait::from_now()
-                } else {
-                    Wait::default()
-                },
-                slice: taken.slice,
-                ..Entry::new(Origin::Conn { index, id: conn.id }, taken.command)
-            });
-            if class.closes {
-                conn.phase = Phase::Closing;
-                return Gathered::Done;
-            }
-            if waits || taken.slice.is_some() {
-                // Its later commands (or slices) wait until it is
-                // answered; a FIN read with it is remembered for then.
-                conn.phase = Phase::Awaiting;
-                if state == ReadState::Closed {
-                    conn.eof_reported = true;
-                }
-                return Gathered::Done;
-            }
-        }
-        if count == COMMANDS_PER_CONNECTION && conn.has_unparsed() {
-            // More complete commands may wait, after the client's FIN too.
-            return Gathered::Again;
-        }
-        match state {
-            ReadState::Closed => {
-                // Every command the client sent before its FIN has been
-                // taken; what is left is a command it can never finish.
-                // Close once the taken ones are answered.
-                conn.phase = Phase::Closing;
-                if conn.finished() {
-                    Gathered::Gone
-                } else {
-                    Gathered::Done
-                }
-            }
-            ReadState::BufferFull => Gathered::Again,
-            ReadState::Drained => Gathered::Done,
         }
     }
 
@@ -628,7 +553,44 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
-        let flushed = conn.flush();
+        let result = conn.flush();
+        self.flushed(index, result);
+    }
+
+    /// `send` for several connections, on the I/O threads.
+    fn send_all(&mut self, indices: Vec<usize>) {
+        let jobs: Vec<Job> = indices
+            .into_iter()
+            .filter_map(|index| {
+                let conn = self.conns.get_mut(index).and_then(Option::take)?;
+                Some(Job::Flush(index, conn))
+            })
+            .collect();
+        let limits = Limits {
+            commands: COMMANDS_PER_CONNECTION,
+            read_limit: self.read_limit,
+            bounds: self.executor.reply_bounds(),
+        };
+        for done in self.io.run(jobs, &limits) {
+            if let Done::Flushed {
+                index,
+                conn,
+                result,
+            } = done
+            {
+                self.conns[index] = Some(conn);
+                self.flushed(index, result);
+            }
+        }
+    }
+
+    /// After connection `index` wrote what it could (`result`): asks for
+    /// writability while output is left, resumes a throttled connection
+    /// whose client read enough, and closes one that is done.
+    fn flushed(&mut self, index: usize, result: io::Result<usize>) {
+        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
         let pending = conn.pending_output() > 0;
         let finished = conn.finished();
         let resume = conn.phase == Phase::Throttled && conn.owed_output() <= OUTPUT_BACKLOG;
@@ -651,7 +613,7 @@ impl Reactor {
                 .reregister(&mut conn.stream, Token(index), i),
             None => Ok(()),
         };
-        match flushed {
+        match result {
             Ok(n) => self.stats.bytes_written += n as u64,
             Err(e) => {
                 log::debug!("connection {index}: write failed: {e}");

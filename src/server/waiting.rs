@@ -36,11 +36,11 @@ pub struct Wait {
     place: Option<Place>,
 }
 
-impl Wait {
-    /// A request read now that may wait.
-    pub fn from_now() -> Wait {
+impl From<Instant> for Wait {
+    /// A request that may wait, read at `arrived`.
+    fn from(arrived: Instant) -> Wait {
         Wait {
-            arrived: Some(Instant::now()),
+            arrived: Some(arrived),
             ..Wait::default()
         }
     }

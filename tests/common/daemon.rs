@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{
-    server_binary, set_limits, signal, wait_for_listening_port, Limit, TempDir, STOP_TIMEOUT,
+    server_binary, set_limits, signal, test_threads, wait_for_listening_port, Limit, TempDir,
+    STOP_TIMEOUT,
 };
 
 /// How long a launcher may take to exit (it waits for the daemon to serve).
@@ -305,6 +306,7 @@ impl Site {
             "-H".into(),
             self.home().display().to_string(),
         ];
+        args.extend(test_threads(extra));
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }

@@ -259,6 +259,16 @@ pub fn anonymous_kb(pid: u32) -> u64 {
         .expect("RssAnon in /proc status")
 }
 
+/// `-t N` when `MEMCACHEQ_TEST_THREADS=N` asks every server of the suite
+/// for N threads and `args` does not choose (scripts/test runs the suite
+/// with the default and with `-t 1`).
+pub fn test_threads(args: &[&str]) -> Vec<String> {
+    match env::var("MEMCACHEQ_TEST_THREADS") {
+        Ok(n) if !args.contains(&"-t") => vec!["-t".to_string(), n],
+        _ => Vec::new(),
+    }
+}
+
 /// The `memcacheq` binary under test.
 pub fn server_binary() -> &'static str {
     env!("CARGO_BIN_EXE_memcacheq")
@@ -371,6 +381,7 @@ impl Server {
         cmd.arg("-H")
             .arg(home)
             .args(["-p", "0", "-u", "root"])
+            .args(test_threads(extra))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
