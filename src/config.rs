@@ -30,8 +30,9 @@ pub struct Config {
     pub verbosity: usize,
     /// Pid file written in daemon mode (-P).
     pub pid_file: Option<PathBuf>,
-    /// Worker threads of the original (-t); reported by `stats`, see README.
-    pub threads: u32,
+    /// Threads doing socket work, the reactor included (-t); `None`: the
+    /// default, see [`default_threads`].
+    pub threads: Option<u32>,
     /// Berkeley DB cache size in megabytes (-m).
     pub cache_mb: u64,
     /// Page size of queue databases in bytes (-A).
@@ -71,6 +72,16 @@ pub struct Config {
     pub report_version: Option<String>,
 }
 
+/// Threads doing socket work when -t is not given: the original's 4, but
+/// never more than the cores less one. The load's clients, the log flush
+/// and Berkeley DB's chores need a core too, and I/O threads that must
+/// wait for a core make every turn wait for them: on 2 cores the reactor
+/// alone is faster (README, "I/O threads").
+pub fn default_threads() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores.saturating_sub(1)).clamp(1, 4) as u32
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -85,7 +96,7 @@ impl Default for Config {
             max_connections: 1024,
             verbosity: 0,
             pid_file: None,
-            threads: 4,
+            threads: None,
             cache_mb: 64,
             page_size: 4096,
             home: PathBuf::from("/data1/memcacheq"),
@@ -236,7 +247,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
                 "Number of threads must be greater than 0".into(),
             ));
         }
-        c.threads = v as u32;
+        c.threads = Some(v as u32);
     }
     if let Some(v) = ranged("m", 1 << 30)? {
         c.cache_mb = v;
@@ -329,7 +340,10 @@ mod tests {
             panic!()
         };
         assert_eq!((c.port, c.record_len, c.page_size), (22201, 1024, 4096));
-        assert_eq!((c.extent_pages, c.deadlock_ms, c.threads), (16384, 100, 4));
+        assert_eq!(
+            (c.extent_pages, c.deadlock_ms, c.threads),
+            (16384, 100, None)
+        );
     }
 
     #[test]

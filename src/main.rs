@@ -19,7 +19,7 @@ const HELP: &str = "memcacheq (Rust) 0.2.1 compatible
 -h            print this help and exit
 -i            print license info
 -P <file>     save PID in <file>, only used with -d option
--t <num>      number of threads to use, default 4 (see README: one reactor)
+-t <num>      number of threads to use, default 4 or cores - 1 if fewer (socket I/O)
 -m <num>      in-memmory cache size of BerkeleyDB in megabytes, default is 64MB
 -A <num>      underlying page size in bytes, default is 4096, (512B ~ 64KB, power-of-two)
 -H <dir>      env home of database, default is '/data1/memcacheq'

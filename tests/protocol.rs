@@ -235,7 +235,7 @@ const STAT_NAMES: [&str; 17] = [
 ];
 
 /// `stats` sends the STAT lines of docs/PROTOCOL.md in order then `END`; pid, version,
-/// pointer size, time and threads (default 4) have the expected values.
+/// pointer size, time and threads (the default) have the expected values.
 #[test]
 fn stats_lines_in_order_with_values() {
     let (_home, server) = start(&[]);
@@ -247,8 +247,10 @@ fn stats_lines_in_order_with_values() {
     assert_eq!(value("pid"), server.pid().to_string());
     assert_eq!(value("version"), "0.2.1");
     assert_eq!(value("pointer_size"), "64");
-    // The default, unless scripts/test's second round set -t.
-    let threads = std::env::var("MEMCACHEQ_TEST_THREADS").unwrap_or_else(|_| "4".into());
+    // The default (4, or the cores less one if fewer), unless scripts/test's
+    // second round set -t.
+    let threads = std::env::var("MEMCACHEQ_TEST_THREADS")
+        .unwrap_or_else(|_| memcacheq::config::default_threads().to_string());
     assert_eq!(value("threads"), threads);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

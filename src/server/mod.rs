@@ -105,7 +105,9 @@ impl From<&Config> for ServeOptions {
     fn from(config: &Config) -> ServeOptions {
         ServeOptions {
             max_connections: config.max_connections,
-            threads: config.threads,
+            threads: config
+                .threads
+                .unwrap_or_else(crate::config::default_threads),
             durability: if config.nosync {
                 Durability::NoSync
             } else {
