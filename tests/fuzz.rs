@@ -20,36 +20,17 @@ use common::*;
 use memcacheq::protocol::{Command, Parser, Refusal, MAX_LINE};
 use memcacheq::queue_name::NameRules;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 const RECORD_LEN: u32 = 1024;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn runner(cases: u32) -> (TestRunner, u64) {
-    let seed = env_number(
-        "MEMCACHEQ_FUZZ_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
+    let (runner, seed) = seeded_runner("MEMCACHEQ_FUZZ_SEED", cases, 200);
     eprintln!("fuzz: seed {seed}, {cases} inputs (MEMCACHEQ_FUZZ_SEED={seed} replays it)");
-    let config = Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        max_shrink_iters: 200,
-        ..Config::default()
-    };
-    (TestRunner::new(config), seed)
+    (runner, seed)
 }
 
 /// One piece of input.

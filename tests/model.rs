@@ -26,7 +26,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestError};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -739,32 +739,12 @@ impl Run {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn the_queue_behaves_as_its_model() {
     let cases = env_number("MEMCACHEQ_MODEL_CASES", 24) as u32;
     let steps = env_number("MEMCACHEQ_MODEL_STEPS", 60) as usize;
-    let seed = env_number(
-        "MEMCACHEQ_MODEL_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
+    let (mut runner, seed) = seeded_runner("MEMCACHEQ_MODEL_SEED", cases, 400);
     eprintln!("model test: seed {seed}, {cases} sequences of up to {steps} steps (MEMCACHEQ_MODEL_SEED={seed} replays it)");
-    let config = Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        max_shrink_iters: 400,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
     let sequences = proptest::collection::vec(step(), 1..=steps);
     let result = runner.run(&sequences, |sequence| {
         let mut run = Run::new();

@@ -27,6 +27,7 @@ pub mod fixtures;
 #[allow(unused_imports)]
 pub use fixtures::*;
 
+use proptest::test_runner::{Config, RngSeed, TestRunner};
 use std::collections::HashSet;
 use std::env;
 use std::fs;
@@ -257,6 +258,32 @@ pub fn anonymous_kb(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("RssAnon in /proc status")
+}
+
+/// The number in environment variable `name`, else `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A proptest runner for `cases` random inputs, from the seed in
+/// environment variable `seed_var` or else a new one; returns the seed,
+/// to be printed with any failure so that the run can be replayed.
+pub fn seeded_runner(seed_var: &str, cases: u32, shrink_iters: u32) -> (TestRunner, u64) {
+    let fresh = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let seed = env_number(seed_var, fresh);
+    let config = Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        max_shrink_iters: shrink_iters,
+        ..Config::default()
+    };
+    (TestRunner::new(config), seed)
 }
 
 /// `-t N` when `MEMCACHEQ_TEST_THREADS=N` asks every server of the suite
