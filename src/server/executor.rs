@@ -195,11 +195,10 @@ pub struct Executor {
     store: QueueStore,
     /// Reused record buffer for consumed messages.
     record: Vec<u8>,
-    /// -Z: `stats queue` lists names only, as MemcacheQ 0.1.x did.
-    names_only_stats: bool,
-    /// Commit turns without flushing the log; the log flusher makes them
-    /// durable before their replies are sent.
-    deferred_flush: bool,
+    /// -Z: what `stats queue` lists.
+    queue_stats: QueueStatsFormat,
+    /// -N: how a turn's commit becomes durable.
+    durability: Durability,
     /// Refuses sets while the disk is (nearly) full.
     space: DiskSpace,
     /// Open messages and what reliable reads remember (`reads.rs`).
@@ -218,8 +217,8 @@ impl Executor {
         Executor {
             store,
             record: Vec::new(),
-            names_only_stats: queue_stats == QueueStatsFormat::NamesOnly,
-            deferred_flush: durability == Durability::FlushBeforeReply,
+            queue_stats,
+            durability,
             space,
             reads: reads::Reads::default(),
         }
@@ -464,10 +463,11 @@ impl Executor {
                 }
             })?;
         }
-        let committed = if self.deferred_flush {
-            txn.commit_no_flush()
-        } else {
-            txn.commit()
+        let committed = match self.durability {
+            // The log flusher makes the commit durable before its replies
+            // are sent.
+            Durability::FlushBeforeReply => txn.commit_no_flush(),
+            Durability::NoSync => txn.commit(),
         };
         committed.map_err(|e| Stop::Txn(e.into()))
     }
@@ -566,7 +566,10 @@ impl Executor {
 
     fn write_queue_stats(&self, out: &mut Vec<u8>) {
         for (name, counts) in self.store.counts() {
-            let counts = (!self.names_only_stats).then_some((counts.set, counts.get));
+            let counts = match self.queue_stats {
+                QueueStatsFormat::Counters => Some((counts.set, counts.get)),
+                QueueStatsFormat::NamesOnly => None,
+            };
             Reply::QueueStat { name, counts }.encode(out);
         }
         Reply::End.encode(out);
