@@ -95,9 +95,9 @@ impl Waiting {
     /// waiting requests are woken (and every peeking one before those).
     pub fn supplied(&mut self, supplied: Vec<(Vec<u8>, usize)>) {
         for (queue, n) in supplied {
-            *self.supply.entry(queue.clone()).or_default() += n as u64;
             let woken = self.take(&queue, n);
             self.woken.extend(woken);
+            *self.supply.entry(queue).or_default() += n as u64;
         }
     }
 
