@@ -601,3 +601,28 @@ fn libmemcached_works_with_report_version() {
     assert_lines(&out, &["from libmemcached"]);
     assert_eq!(c.queue_stats(), ["STAT jobs 1/1"]);
 }
+
+/// pymemcache's `get_many` over 600 queues, one message each: the server
+/// runs such a get in slices (issue 20), and the client, with its
+/// defaults, gets every message and none twice.
+const PY_GET_MANY_SCRIPT: &str = r#"
+import sys
+from pymemcache.client.base import Client
+c = Client(("127.0.0.1", int(sys.argv[1])), connect_timeout=10, timeout=10)
+keys = ["q%03d" % i for i in range(600)]
+for k in keys:
+    c.set(k, ("body of " + k).encode() + b"x" * 900)
+got = c.get_many(keys)
+print(len(got), all(got[k] == ("body of " + k).encode() + b"x" * 900 for k in keys))
+print(len(c.get_many(keys)))
+"#;
+
+#[test]
+fn pymemcache_get_many_of_600_queues_is_served_in_slices_whole() {
+    let python = python_with("pymemcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", PY_GET_MANY_SCRIPT, &port], PY_HINT);
+    assert_lines(&out, &["600 True", "0"]);
+}

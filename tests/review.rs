@@ -123,3 +123,34 @@ fn a_get_of_many_keys_for_a_client_that_never_reads_holds_bounded_memory() {
     c.call(b"stats queue\r\n", b"STAT q 30000/30000\r\nEND\r\n");
     eprintln!("never-reading client: RssAnon {before} kB before, peak {peak} kB");
 }
+
+/// Issue 20: a long `get` (served in slices) followed by `quit`-less FIN,
+/// as `nc -N` sends it: every value comes back, in order, then `END`, the
+/// command sent after it is answered too, and the server closes.
+#[test]
+fn a_sliced_get_then_a_half_close_is_answered_in_full() {
+    const MESSAGES: usize = 1_000;
+    let (_home, server) = start(&["-N"]);
+    let mut c = server.client();
+    let mut sets = Vec::new();
+    for i in 0..MESSAGES {
+        sets.extend(set_cmd(b"hq", 0, format!("m{i}").as_bytes()));
+    }
+    c.send(&sets);
+    for _ in 0..MESSAGES {
+        c.expect(STORED);
+    }
+    let mut get = b"get".to_vec();
+    for _ in 0..MESSAGES + 5 {
+        get.extend_from_slice(b" hq");
+    }
+    get.extend_from_slice(b"\r\nversion\r\n");
+    c.send(&get);
+    c.shutdown_write();
+    for i in 0..MESSAGES {
+        c.expect(&value_reply(b"hq", "0", format!("m{i}").as_bytes()));
+    }
+    c.expect(END);
+    c.expect(b"VERSION 0.2.1\r\n");
+    c.expect_closed();
+}
