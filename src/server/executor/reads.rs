@@ -57,6 +57,16 @@ enum HandOut {
     Refused(Reply<'static>),
 }
 
+/// One key of a `get` to hand a message out for, and where its reply goes.
+struct Asked<'a> {
+    key: &'a GetKey,
+    /// The connection asking (`None` over UDP).
+    holder: Option<u64>,
+    /// `gets`: the reply carries the record number.
+    cas: bool,
+    out: &'a mut Vec<u8>,
+}
+
 /// Why a dead-letter queue could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NoDeadLetters {
@@ -305,7 +315,13 @@ impl Executor {
             if !options.hands_out() {
                 continue;
             }
-            match self.hand_out(txn, key, holder, form.cas, out, pending)? {
+            let asked = Asked {
+                key,
+                holder,
+                cas: form.cas,
+                out: &mut *out,
+            };
+            match self.hand_out(txn, asked, pending)? {
                 HandOut::Given => {}
                 HandOut::Empty if options.wait.is_some() => return Ok(Got::Waiting),
                 HandOut::Empty => {}
@@ -324,31 +340,30 @@ impl Executor {
     fn hand_out(
         &mut self,
         txn: &Txn<'_>,
-        key: &GetKey,
-        holder: Option<u64>,
-        cas: bool,
-        out: &mut Vec<u8>,
+        asked: Asked<'_>,
         pending: &mut Pending,
     ) -> storage::Result<HandOut> {
         // The reusable buffer goes back whatever happens.
         let mut record = std::mem::take(&mut self.record);
-        let result = self.hand_out_with(txn, key, holder, cas, out, pending, &mut record);
+        let result = self.hand_out_with(txn, asked, pending, &mut record);
         self.record = record;
         result
     }
 
     /// `hand_out` with `record` as the buffer of records read.
-    #[allow(clippy::too_many_arguments)]
     fn hand_out_with(
         &mut self,
         txn: &Txn<'_>,
-        key: &GetKey,
-        holder: Option<u64>,
-        cas: bool,
-        out: &mut Vec<u8>,
+        asked: Asked<'_>,
         pending: &mut Pending,
         record: &mut Vec<u8>,
     ) -> storage::Result<HandOut> {
+        let Asked {
+            key,
+            holder,
+            cas,
+            out,
+        } = asked;
         let queue = key.queue();
         let options = key.options;
         if let Some(refusal) = self.reads.deliveries_refusal.filter(|_| options.open) {
