@@ -157,21 +157,9 @@ fn frames(parser: &Parser, reads: &[&[u8]]) -> Result<Vec<String>, TestCaseError
     Ok(out)
 }
 
-/// `input` split at `cuts` (fractions of its length).
+/// `input` split at `cuts` (fractions of its length, in 65,535ths).
 fn split_at<'a>(input: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
-    let mut points: Vec<usize> = cuts
-        .iter()
-        .map(|&c| input.len() * usize::from(c) / usize::from(u16::MAX))
-        .collect();
-    points.sort_unstable();
-    let mut out = Vec::new();
-    let mut from = 0;
-    for p in points {
-        out.push(&input[from..p]);
-        from = p;
-    }
-    out.push(&input[from..]);
-    out
+    split_at_fractions(input, cuts, usize::from(u16::MAX))
 }
 
 #[test]

@@ -532,21 +532,7 @@ fn listing_len(input: &[u8]) -> Option<usize> {
 
 /// Splits `bytes` at the per-mille positions `cuts`.
 fn pieces<'a>(bytes: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
-    let mut at: Vec<usize> = cuts
-        .iter()
-        .map(|&c| bytes.len() * c as usize / 1000)
-        .filter(|&n| n > 0 && n < bytes.len())
-        .collect();
-    at.sort_unstable();
-    at.dedup();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for n in at {
-        out.push(&bytes[start..n]);
-        start = n;
-    }
-    out.push(&bytes[start..]);
-    out
+    split_at_fractions(bytes, cuts, 1000)
 }
 
 /// Server flags of the run.

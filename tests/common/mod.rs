@@ -260,6 +260,27 @@ pub fn anonymous_kb(pid: u32) -> u64 {
         .expect("RssAnon in /proc status")
 }
 
+/// `bytes` split where each of `cuts` says, as a fraction of its length
+/// (`cut / scale`); the pieces, in order, none empty unless `bytes` is.
+/// How the tests choose random write boundaries.
+pub fn split_at_fractions<'a>(bytes: &'a [u8], cuts: &[u16], scale: usize) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|&c| bytes.len() * usize::from(c) / scale)
+        .filter(|&n| n > 0 && n < bytes.len())
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for n in at {
+        out.push(&bytes[start..n]);
+        start = n;
+    }
+    out.push(&bytes[start..]);
+    out
+}
+
 /// The number in environment variable `name`, else `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
     env::var(name)
