@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::bdb::QUEUE_PAGE_HEADER;
+use crate::bdb::{SiteAddress, QUEUE_PAGE_HEADER};
 
 /// Everything the command line decides, with the original's defaults.
 #[derive(Debug, Clone)]
@@ -70,7 +70,44 @@ pub struct Config {
     /// What `version` and `stats` report (--report-version), for clients
     /// that refuse 0.2.1, such as libmemcached; `None` is 0.2.1.
     pub report_version: Option<String>,
+    /// Replication (--rep-*); `None`: this server stands alone.
+    pub replication: Option<RepOptions>,
 }
+
+/// How many other sites must confirm a commit before its replies leave
+/// (--rep-ack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// None: the local commit is enough.
+    None,
+    /// Any one other site.
+    One,
+    /// A majority of the group, this site included.
+    Quorum,
+    /// Every other site of the group.
+    All,
+}
+
+/// The --rep-* options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepOptions {
+    /// --rep-listen: this site's replication address.
+    pub listen: SiteAddress,
+    /// --rep-peer: members to contact at start; none creates the group.
+    pub peers: Vec<SiteAddress>,
+    /// --rep-priority: 0 never becomes master.
+    pub priority: u32,
+    /// --rep-ack.
+    pub ack: AckPolicy,
+    /// --rep-ack-timeout, in milliseconds.
+    pub ack_timeout_ms: u64,
+}
+
+/// The default --rep-ack: a majority holds every acknowledged commit, and
+/// any master a majority can elect has it.
+pub const DEFAULT_ACK: AckPolicy = AckPolicy::Quorum;
+/// The default --rep-ack-timeout.
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 1000;
 
 /// Threads doing socket work when -t is not given: the original's 4, but
 /// never more than the cores less one. The load's clients, the log flush
@@ -114,6 +151,7 @@ impl Default for Config {
             lease_timeout_secs: 0,
             max_deliveries: 0,
             report_version: None,
+            replication: None,
         }
     }
 }
@@ -173,7 +211,82 @@ fn options() -> getopts::Options {
     o.optopt("", "lease-timeout", "", "SECS");
     o.optopt("", "max-deliveries", "", "NUM");
     o.optopt("", "report-version", "", "VERSION");
+    o.optopt("", "rep-listen", "", "HOST:PORT");
+    o.optmulti("", "rep-peer", "", "HOST:PORT");
+    o.optopt("", "rep-priority", "", "NUM");
+    o.optopt("", "rep-ack", "", "none|one|quorum|all");
+    o.optopt("", "rep-ack-timeout", "", "MSECS");
     o
+}
+
+/// A `HOST:PORT` of a --rep-* option.
+fn site_address(flag: &str, value: &str) -> Result<SiteAddress, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "Illegal argument \"{flag}\": '{value}' is not HOST:PORT"
+        ))
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(bad)?;
+    if host.is_empty() || host.contains('\0') {
+        return Err(bad());
+    }
+    Ok(SiteAddress {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The --rep-* options; `None` without --rep-listen (the others then may
+/// not be given).
+fn rep_options(m: &getopts::Matches) -> Result<Option<RepOptions>, ConfigError> {
+    let Some(listen) = m.opt_str("rep-listen") else {
+        for flag in ["rep-peer", "rep-priority", "rep-ack", "rep-ack-timeout"] {
+            if m.opt_present(flag) {
+                return Err(ConfigError(format!(
+                    "Illegal argument \"{flag}\": replication needs --rep-listen"
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    let number = |flag: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+        match m.opt_str(flag) {
+            None => Ok(default),
+            Some(s) => s.parse::<u64>().ok().filter(|v| *v <= max).ok_or_else(|| {
+                ConfigError(format!(
+                    "Illegal argument \"{flag}\": '{s}' is not a number up to {max}"
+                ))
+            }),
+        }
+    };
+    let ack = match m.opt_str("rep-ack").as_deref() {
+        None => DEFAULT_ACK,
+        Some("none") => AckPolicy::None,
+        Some("one") => AckPolicy::One,
+        Some("quorum") => AckPolicy::Quorum,
+        Some("all") => AckPolicy::All,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "Illegal argument \"rep-ack\": '{other}' is not none, one, quorum or all"
+            )))
+        }
+    };
+    Ok(Some(RepOptions {
+        listen: site_address("rep-listen", &listen)?,
+        peers: m
+            .opt_strs("rep-peer")
+            .iter()
+            .map(|p| site_address("rep-peer", p))
+            .collect::<Result<_, _>>()?,
+        priority: number("rep-priority", 100, u64::from(u32::MAX))? as u32,
+        ack,
+        ack_timeout_ms: number("rep-ack-timeout", DEFAULT_ACK_TIMEOUT_MS, 3_600_000)?,
+    }))
 }
 
 /// Parses the arguments after the program name.
@@ -323,6 +436,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
         }
         c.report_version = Some(v);
     }
+    c.replication = rep_options(&m)?;
     Ok(Invocation::Serve(Box::new(c)))
 }
 

@@ -40,6 +40,14 @@ const HELP: &str = "memcacheq (Rust) 0.2.1 compatible
               to the queue '<q>.dead', default 0 (unlimited)
 --report-version <ver>   answer 'version' and 'stats' with <ver> instead of
               0.2.1, for clients that refuse 0.2.1 (libmemcached)
+--rep-listen <host:port> replicate: this site's address in its replication
+              group (README, \"Replication\"); off by default
+--rep-peer <host:port>   another member to contact at start (repeatable);
+              a site started without peers creates the group
+--rep-priority <num>     election priority, default 100; 0 never masters
+--rep-ack <policy>       none, one, quorum (default) or all: sites that must
+              hold a commit on disk before its reply is sent
+--rep-ack-timeout <ms>   how long a reply waits for them, default 1000
 ";
 
 const LICENSE: &str = "memcacheq (Rust): a MemcacheQ 0.2.1 compatible message queue.

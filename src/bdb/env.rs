@@ -9,6 +9,7 @@ use std::sync::Arc;
 use libdb_sys as sys;
 
 use super::error::{check, Result};
+use super::replication::{self, RepCallbacks, RepConfig};
 use super::{c_string, method, non_null, Threaded, Txn, Unthreaded};
 
 /// How to open the environment (docs/STORAGE.md, "The environment").
@@ -62,6 +63,9 @@ impl CacheStats {
 /// The C handle; closed when the last `Env` clone goes away.
 struct EnvHandle<T> {
     ptr: NonNull<sys::DB_ENV>,
+    /// What repmgr's callbacks use (behind DB_ENV->app_private); dropped
+    /// after the handle is closed.
+    replication: Option<Box<RepCallbacks>>,
     /// Set by [`Env::checkpoint_for_shutdown`]: databases close without
     /// their own sync from then on.
     checkpointed_for_shutdown: AtomicBool,
@@ -73,6 +77,7 @@ impl<T> EnvHandle<T> {
     fn new(raw: *mut sys::DB_ENV) -> Result<EnvHandle<T>> {
         Ok(EnvHandle {
             ptr: non_null(raw)?,
+            replication: None,
             checkpointed_for_shutdown: AtomicBool::new(false),
             _threads: PhantomData,
         })
@@ -130,13 +135,21 @@ unsafe extern "C" fn log_bdb_message(
 }
 
 impl Env {
-    /// Opens (creating and recovering as needed) the environment in `home`.
-    pub fn open(home: &Path, config: &EnvConfig) -> Result<Env> {
+    /// Opens (creating and recovering as needed) the environment in `home`;
+    /// with `replication`, as a site of a replication group (started by
+    /// [`Env::start_replication`]).
+    pub fn open(home: &Path, config: &EnvConfig, replication: Option<RepConfig>) -> Result<Env> {
         let mut raw = ptr::null_mut();
         // SAFETY: db_env_create writes a new handle into `raw`.
         check(unsafe { sys::db_env_create(&mut raw, 0) })?;
+        let mut handle = EnvHandle::new(raw)?;
+        let replicated = replication.is_some();
+        if let Some(rep) = replication {
+            // SAFETY: a live handle, not yet opened.
+            handle.replication = Some(unsafe { replication::configure(raw, rep) }?);
+        }
         let env = Env {
-            handle: Arc::new(EnvHandle::new(raw)?),
+            handle: Arc::new(handle),
         };
         let p = env.as_ptr();
         let gb = 1u64 << 30;
@@ -172,7 +185,9 @@ impl Env {
             if config.auto_remove_logs {
                 check(method!(p, log_set_config, sys::DB_LOG_AUTO_REMOVE, 1))?;
             }
-            let flags = sys::DB_CREATE
+            let rep_flag = if replicated { sys::DB_INIT_REP } else { 0 };
+            let flags = rep_flag
+                | sys::DB_CREATE
                 | sys::DB_INIT_LOCK
                 | sys::DB_THREAD
                 | sys::DB_INIT_MPOOL

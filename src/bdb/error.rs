@@ -40,6 +40,12 @@ impl Error {
         matches!(self, Error::Deadlock | Error::LockNotGranted)
     }
 
+    /// Whether other sites of a replication group did not acknowledge a
+    /// commit in time (DB_REP_UNAVAIL).
+    pub fn is_unacknowledged(self) -> bool {
+        self == Error::Other(sys::DB_REP_UNAVAIL)
+    }
+
     /// Whether the disk (or the user's quota) is full.
     pub fn is_disk_full(self) -> bool {
         matches!(

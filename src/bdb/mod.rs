@@ -37,6 +37,7 @@ mod database;
 mod env;
 mod error;
 mod inspect;
+mod replication;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -45,6 +46,7 @@ pub use database::{Cursor, Database, IfMissing, QueueFormat};
 pub use env::{CacheStats, Env, EnvConfig, LockStats};
 pub use error::{Error, Result};
 pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};
+pub use replication::{Lsn, RepConfig, RepEvent, RepSite, RepStatus, SiteAddress};
 pub use txn::Txn;
 
 /// Bytes of a DB_QUEUE page's header, before its records (without

@@ -19,7 +19,7 @@ impl Home {
             nosync: true,
             auto_remove_logs: false,
         };
-        Env::open(self.0.path(), &config).unwrap()
+        Env::open(self.0.path(), &config, None).unwrap()
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Command {
     Stats,
     /// `stats queue`: per-queue counters.
     StatsQueue,
+    /// `stats replication`: this site's place in its replication group
+    /// (`ERROR` on a server without replication, as any unknown `stats`).
+    StatsReplication,
     /// `stats reset`: zero the general counters.
     StatsReset,
     /// `version`.

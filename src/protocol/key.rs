@@ -25,6 +25,12 @@ impl ReadOptions {
         *self == ReadOptions::default()
     }
 
+    /// Whether the key only looks (`/peek`, perhaps with `/t=`): nothing
+    /// taken, leased, closed or given back.
+    pub fn is_peek_only(&self) -> bool {
+        self.peek && !(self.open || self.close || self.abort)
+    }
+
     /// Whether a message is handed out without being taken off: `/open`
     /// or `/peek`.
     pub fn keeps_message(&self) -> bool {

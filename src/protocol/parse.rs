@@ -141,6 +141,7 @@ impl Parser {
             (b"stats", _) => match args[0] {
                 b"queue" => Command::StatsQueue,
                 b"reset" => Command::StatsReset,
+                b"replication" => Command::StatsReplication,
                 _ => refused(Reply::Error),
             },
             (b"version", 0) => Command::Version,

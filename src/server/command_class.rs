@@ -47,6 +47,8 @@ pub struct Class {
     pub needs_connection: bool,
     /// How long it may wait for a message (`/t=`).
     pub wait: Option<Duration>,
+    /// Whether it changes what is stored: refused by a replica.
+    pub changes_data: bool,
 }
 
 /// The class of `command`.
@@ -58,11 +60,13 @@ pub fn class_of(command: &Command) -> Class {
         closes: false,
         needs_connection: false,
         wait: None,
+        changes_data: false,
     };
     match command {
         Command::Set { .. } => Class {
             execution: Execution::Shared,
             records: 1,
+            changes_data: true,
             ..line
         },
         Command::Get { keys, .. } => Class {
@@ -71,6 +75,7 @@ pub fn class_of(command: &Command) -> Class {
             reply: ReplySize::PerKey(keys.len()),
             needs_connection: keys.iter().any(|k| !k.options.is_plain()),
             wait: keys.first().and_then(|k| k.options.wait),
+            changes_data: keys.iter().any(|k| !k.options.is_peek_only()),
             ..line
         },
         // Counted as a set command, as the original counts it.
@@ -87,7 +92,7 @@ pub fn class_of(command: &Command) -> Class {
             execution: Execution::Shared,
             ..line
         },
-        Command::Stats => Class {
+        Command::Stats | Command::StatsReplication => Class {
             reply: ReplySize::Stats,
             ..line
         },
@@ -99,11 +104,11 @@ pub fn class_of(command: &Command) -> Class {
             reply: ReplySize::QueueDumps,
             ..line
         },
-        Command::Delete { .. }
-        | Command::StatsReset
-        | Command::Checkpoint
-        | Command::Archive
-        | Command::Flush { .. } => line,
+        Command::Delete { .. } | Command::Flush { .. } => Class {
+            changes_data: true,
+            ..line
+        },
+        Command::StatsReset | Command::Checkpoint | Command::Archive => line,
     }
 }
 

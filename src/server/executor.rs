@@ -18,6 +18,7 @@ use crate::stats::Stats;
 
 use super::command_class::{class_of, Execution, ReplySize};
 use super::get_slices::GetSlice;
+use super::replication::Replication;
 use super::waiting::Wait;
 use super::ReadSettings;
 
@@ -73,6 +74,15 @@ pub struct ReplyBounds {
 }
 
 impl ReplyBounds {
+    /// Bounds for queues of records up to `max_record_len` bytes, and
+    /// `queues` of them.
+    pub fn new(max_record_len: usize, queues: usize) -> ReplyBounds {
+        ReplyBounds {
+            max_record_len,
+            queues,
+        }
+    }
+
     /// The most bytes a reply of `size` may take.
     pub fn of(self, size: ReplySize) -> usize {
         match size {
@@ -203,6 +213,9 @@ pub struct Executor {
     space: DiskSpace,
     /// Open messages and what reliable reads remember (`reads.rs`).
     reads: reads::Reads,
+    /// The replication group this site belongs to, for `stats
+    /// replication`.
+    replication: Option<Replication>,
 }
 
 impl Executor {
@@ -221,7 +234,14 @@ impl Executor {
             durability,
             space,
             reads: reads::Reads::default(),
+            replication: None,
         }
+    }
+
+    /// Answers `stats replication` for this site of `replication`.
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Executor {
+        self.replication = replication;
+        self
     }
 
     /// Serves reliable reads with these settings (--lease-timeout,
@@ -242,10 +262,7 @@ impl Executor {
 
     /// Upper bounds on replies as the store stands now.
     pub fn reply_bounds(&self) -> ReplyBounds {
-        ReplyBounds {
-            max_record_len: self.store.max_record_len(),
-            queues: self.store.queue_count(),
-        }
+        ReplyBounds::new(self.store.max_record_len(), self.store.queue_count())
     }
 
     /// Runs `entries` in order, filling each reply.
@@ -551,6 +568,10 @@ impl Executor {
                 }
             },
             Command::Stats => stats.write_report(out),
+            Command::StatsReplication => match &self.replication {
+                Some(replication) => out.extend(replication.report(self.store.env())),
+                None => Reply::Error.encode(out),
+            },
             Command::StatsQueue => self.write_queue_stats(out),
             Command::StatsReset => {
                 stats.reset();
@@ -577,7 +598,7 @@ impl Executor {
 }
 
 /// Replies that need no storage.
-fn fixed_reply(command: &Command, out: &mut Vec<u8>, version: &str) {
+pub fn fixed_reply(command: &Command, out: &mut Vec<u8>, version: &str) {
     match command {
         Command::Version => Reply::Version(version).encode(out),
         Command::Verbosity => Reply::Ok.encode(out),
@@ -654,10 +675,10 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
 /// message is taken off in memory and would be lost if withheld; should
 /// the taking never reach the disk, a restart delivers it again.
 pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
-    let refusal = if error.is_some_and(bdb::Error::is_disk_full) {
-        reply::NO_SPACE
-    } else {
-        reply::STORAGE_FAILED
+    let refusal = match error {
+        Some(e) if e.is_disk_full() => reply::NO_SPACE,
+        Some(e) if e.is_unacknowledged() => reply::NOT_ACKNOWLEDGED,
+        _ => reply::STORAGE_FAILED,
     };
     for e in entries.iter_mut().filter(|e| e.outcome == Outcome::Stored) {
         e.reply.clear();

@@ -2,15 +2,18 @@
 //! not leave before the log is flushed past its commit (always by default;
 //! with -N only while the log file is not allocated in full) is held here
 //! until the log flusher says so. Replies leave in turn order, so behind a
-//! held turn every later turn is held too.
+//! held turn every later turn is held too. With replication every turn is
+//! held, until other sites have confirmed it (`replication`).
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 
 use mio::Waker;
 
 use super::executor::{self, Entry};
 use super::log_flusher::{LogFlusher, Settled};
+use super::replication::Replication;
 use super::Durability;
 use crate::bdb::Env;
 
@@ -25,21 +28,27 @@ pub struct HeldTurns {
 
 impl HeldTurns {
     /// Starts the log flusher; `waker` is woken when a held turn settles.
-    pub fn start(env: Env, waker: Waker, durability: Durability) -> io::Result<HeldTurns> {
+    pub fn start(
+        env: Env,
+        waker: Arc<Waker>,
+        durability: Durability,
+        replication: Option<Replication>,
+    ) -> io::Result<HeldTurns> {
         Ok(HeldTurns {
-            flusher: Some(LogFlusher::start(env, waker, durability)?),
+            flusher: Some(LogFlusher::start(env, waker, durability, replication)?),
             generation: 0,
             held: VecDeque::new(),
         })
     }
 
     /// A committed turn's replies: given back to be delivered now, or kept
-    /// until its commit is durable.
-    pub fn committed(&mut self, entries: Vec<Entry>) -> Option<Vec<Entry>> {
+    /// until its commit is durable. A turn that could `write` nothing (a
+    /// replica's) waits only behind the turns held before it.
+    pub fn committed(&mut self, entries: Vec<Entry>, write: bool) -> Option<Vec<Entry>> {
         let Some(flusher) = self.flusher.as_mut() else {
             return Some(entries);
         };
-        if !flusher.holds_replies() && self.held.is_empty() {
+        if (!write || !flusher.holds_replies()) && self.held.is_empty() {
             return Some(entries);
         }
         self.generation += 1;

@@ -22,15 +22,22 @@
 //! for that, but Berkeley DB no longer has to flush a log file's last
 //! megabytes on the reactor when it moves on to the next file, nor the
 //! log when the reactor writes out an old page to make room.
+//!
+//! With replication, every turn waits here: after its flush (with -N,
+//! without one) other sites must confirm they hold the log past its
+//! commit (`replication`); a turn they do not confirm in time settles as
+//! failed, its `STORED`s turned into `SERVER_ERROR`s.
 
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use mio::Waker;
 
+use super::replication::Replication;
 use super::Durability;
 use crate::bdb::{self, Env};
 use crate::fatal;
@@ -111,20 +118,38 @@ pub struct LogFlusher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     /// The environment, to see which log file is being written; `None` in
-    /// the default mode, where every turn waits for a flush.
+    /// the default mode, where every turn waits for a flush, and with
+    /// replication, where every turn waits for other sites.
     nosync: Option<Env>,
+}
+
+/// What settles a turn beside the local flush.
+struct Confirmation {
+    replication: Replication,
+    /// -N: the local commit is enough here, other sites' disks count.
+    skip_flush: bool,
 }
 
 impl LogFlusher {
     /// Starts the thread; `waker` wakes the reactor after each flush.
-    pub fn start(env: Env, waker: Waker, durability: Durability) -> io::Result<LogFlusher> {
+    pub fn start(
+        env: Env,
+        waker: Arc<Waker>,
+        durability: Durability,
+        replication: Option<Replication>,
+    ) -> io::Result<LogFlusher> {
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
-        let nosync = (durability == Durability::NoSync).then(|| env.clone());
-        let background = nosync.is_some().then_some(NOSYNC_FLUSH);
+        let no_sync = durability == Durability::NoSync;
+        let background = no_sync.then_some(NOSYNC_FLUSH);
+        let confirmation = replication.map(|replication| Confirmation {
+            replication,
+            skip_flush: no_sync,
+        });
+        let nosync = (no_sync && confirmation.is_none()).then(|| env.clone());
         let thread = thread::Builder::new()
             .name("log-flush".into())
-            .spawn(move || flush_loop(&env, &worker, &waker, background))?;
+            .spawn(move || flush_loop(&env, &worker, &waker, background, confirmation.as_ref()))?;
         Ok(LogFlusher {
             shared,
             thread: Some(thread),
@@ -135,14 +160,14 @@ impl LogFlusher {
     /// Called once per committed turn: counts the commit (with -N the
     /// flusher flushes on its timer only if commits came since its last
     /// flush), and tells whether the turn's replies must wait for a flush:
-    /// always in the default mode; with -N only while the log file being
-    /// written is not allocated in full (the flush that settles the turn
-    /// is followed by its allocation).
+    /// always in the default mode and with replication; with -N only while
+    /// the log file being written is not allocated in full (the flush that
+    /// settles the turn is followed by its allocation).
     pub fn holds_replies(&mut self) -> bool {
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         let Some(env) = &self.nosync else {
             return true;
         };
-        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         match env.log_tail_file() {
             Ok(file) => file != self.shared.reserved.load(Ordering::Acquire),
             Err(e) => {
@@ -194,7 +219,13 @@ impl Drop for LogFlusher {
 /// Flushes whenever a turn commits (the default mode) or replies wait for
 /// it (-N), and with `background` (-N) also that often while turns commit;
 /// keeps the log file being written allocated in full.
-fn flush_loop(env: &Env, shared: &Shared, waker: &Waker, background: Option<Duration>) {
+fn flush_loop(
+    env: &Env,
+    shared: &Shared,
+    waker: &Waker,
+    background: Option<Duration>,
+    confirmation: Option<&Confirmation>,
+) {
     let mut reserve = LogReserve::new(env);
     keep_reserved(&mut reserve, shared);
     let mut flushed_commits = 0;
@@ -226,10 +257,19 @@ fn flush_loop(env: &Env, shared: &Shared, waker: &Waker, background: Option<Dura
             p.committed
         };
         let commits = shared.commits.load(Ordering::Relaxed);
-        let flushed = env.flush_log();
+        // Where the log ends after the target's commit, for other sites.
+        let end = confirmation.map(|_| env.log_end());
+        let flushed = match confirmation {
+            Some(c) if c.skip_flush => Ok(()),
+            _ => env.flush_log(),
+        };
         if flushed.is_ok() {
             flushed_commits = commits;
         }
+        let flushed = match (flushed, confirmation, end) {
+            (Ok(()), Some(c), Some(end)) => confirm(c, env, end),
+            (flushed, _, _) => flushed,
+        };
         let settled = {
             let mut p = shared.lock();
             let settles = target > p.settled();
@@ -259,6 +299,17 @@ fn flush_loop(env: &Env, shared: &Shared, waker: &Waker, background: Option<Dura
             Err(e) => log_limit::error!("log flush", "flushing the log failed: {e}"),
             Ok(()) => keep_reserved(&mut reserve, shared),
         }
+    }
+}
+
+/// Asks other sites to confirm the log up to `end`; an error when they do
+/// not in time (DB_REP_UNAVAIL, as Berkeley DB reports an unmet policy).
+fn confirm(c: &Confirmation, env: &Env, end: bdb::Result<bdb::Lsn>) -> bdb::Result<()> {
+    let end = end?;
+    if c.replication.confirm(env, end) {
+        Ok(())
+    } else {
+        Err(bdb::Error::Other(libdb_sys::DB_REP_UNAVAIL))
     }
 }
 

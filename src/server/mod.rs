@@ -21,6 +21,8 @@ mod io_threads;
 mod leases;
 mod log_flusher;
 mod reactor;
+mod replication;
+mod site;
 mod socket;
 mod waiting;
 
@@ -31,15 +33,19 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::bdb::{EnvConfig, QueueFormat};
+use crate::bdb::{Env, EnvConfig, QueueFormat};
 use crate::config::Config;
 use crate::fatal;
 use crate::os;
 use crate::queue_name::NameRules;
-use crate::storage::{self, ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore};
+use crate::storage::{
+    self, CacheWatch, ChoreSchedule, Chores, HomeLock, HomeLockError, QueueStore,
+};
 use executor::Executor;
 use mio::net::UdpSocket;
 use reactor::Reactor;
+use replication::Replication;
+use site::{Site, StoreSettings};
 use socket::Listener;
 pub use socket::Listeners;
 
@@ -252,13 +258,29 @@ fn serve_home(
             HomeLockError::Io { .. } => e.to_string(),
         })?,
     };
-    let store = open_store(config)?;
+    let settings = store_settings(config);
+    let options = ServeOptions::from(config);
+    let site = match &config.replication {
+        None => {
+            let store = open_store(config)?;
+            Site::standalone(executor_for(store, &options), settings)
+        }
+        Some(rep) => {
+            let client_address = client_address(config, &listeners, &rep.listen.host);
+            let replication = Replication::new(rep.clone(), client_address);
+            let env = open_replicated_env(config, &replication)?;
+            replication
+                .start_address_thread(env.clone())
+                .map_err(|e| format!("can't start the replication thread: {e}"))?;
+            Site::replicated(env, replication, settings)
+        }
+    };
     let reserved = storage::reserve_regions(&config.home)?;
     log::info!("reserved {} MB for the region files", reserved >> 20);
-    let chores = start_chores(config, &store)?;
+    let chores = start_chores(config, site.env(), site.cache_watch())?;
 
     let signals = os::stop_signals().map_err(|e| format!("can't install signal handlers: {e}"))?;
-    let server = Server::new(listeners, store, &ServeOptions::from(config), signals)
+    let server = Server::new(listeners, site, &options, signals)
         .map_err(|e| format!("can't start the event loop: {e}"))?;
     log::info!("serving, home {}", config.home.display());
     if let Some(ready) = daemon {
@@ -279,9 +301,12 @@ fn serve_home(
     // they drop; after that checkpoint they close without syncing each
     // file again.
     chores.stop();
-    let store = served.map_err(|e| format!("event loop failed: {e}"))?;
+    let site = served.map_err(|e| format!("event loop failed: {e}"))?;
+    if let Some(replication) = site.replication() {
+        replication.stop();
+    }
     if fatal::reason().is_none() {
-        let env = store.env();
+        let env = site.env();
         if let Err(e) = env.flush_log() {
             log::error!("final log flush failed: {e}");
         }
@@ -289,7 +314,7 @@ fn serve_home(
             log::error!("final checkpoint failed: {e}");
         }
     }
-    drop(store);
+    drop(site);
     drop(home_lock);
     if let Some(reason) = fatal::reason() {
         return Err(format!(
@@ -300,34 +325,95 @@ fn serve_home(
     Ok(())
 }
 
-/// Opens (creating and recovering) the environment in the home and every
-/// queue it holds, as the command line says.
-fn open_store(config: &Config) -> Result<QueueStore, String> {
-    let format = QueueFormat {
+fn queue_format(config: &Config) -> QueueFormat {
+    QueueFormat {
         record_len: config.record_len,
         page_size: config.page_size,
         extent_pages: config.extent_pages,
-    };
-    let names = NameRules::new(config.record_len, config.page_size, config.extent_pages);
-    let env_config = EnvConfig {
+    }
+}
+
+fn env_config(config: &Config) -> EnvConfig {
+    EnvConfig {
         cache_bytes: config.cache_mb * 1024 * 1024,
         log_buffer_bytes: config.log_buffer_kb * 1024,
         lock_table_size: LOCK_TABLE_SIZE,
         nosync: config.nosync,
         auto_remove_logs: config.auto_remove_logs,
-    };
-    QueueStore::open(&config.home, &env_config, format, names).map_err(|e| {
-        format!(
-            "can't open the Berkeley DB environment in {}: {e}",
-            config.home.display()
-        )
-    })
+    }
+}
+
+/// How the command line says the queues are opened and served.
+fn store_settings(config: &Config) -> StoreSettings {
+    let options = ServeOptions::from(config);
+    StoreSettings {
+        home: config.home.clone(),
+        cache_bytes: config.cache_mb * 1024 * 1024,
+        format: queue_format(config),
+        names: NameRules::new(config.record_len, config.page_size, config.extent_pages),
+        queue_stats: options.queue_stats,
+        durability: options.durability,
+        reads: options.reads,
+    }
+}
+
+fn env_error(config: &Config, e: impl std::fmt::Display) -> String {
+    format!(
+        "can't open the Berkeley DB environment in {}: {e}",
+        config.home.display()
+    )
+}
+
+/// Opens (creating and recovering) the environment in the home and every
+/// queue it holds, as the command line says.
+fn open_store(config: &Config) -> Result<QueueStore, String> {
+    let names = NameRules::new(config.record_len, config.page_size, config.extent_pages);
+    QueueStore::open(
+        &config.home,
+        &env_config(config),
+        queue_format(config),
+        names,
+    )
+    .map_err(|e| env_error(config, e))
+}
+
+/// Opens the environment as a site of its replication group and starts
+/// replicating; the queues open once this site is the master.
+fn open_replicated_env(config: &Config, replication: &Replication) -> Result<Env, String> {
+    let env = Env::open(
+        &config.home,
+        &env_config(config),
+        Some(replication.env_config()),
+    )
+    .map_err(|e| env_error(config, e))?;
+    env.start_replication()
+        .map_err(|e| format!("can't start replication on {}: {e}", config.home.display()))?;
+    log::info!("replicating as {}", replication.site_name());
+    Ok(env)
+}
+
+/// The address memcache clients reach this site at, for a replica's
+/// refusals: the TCP address it listens on, with the replication host
+/// when it listens on every interface (or the unix socket's path).
+fn client_address(config: &Config, listeners: &Listeners, rep_host: &str) -> String {
+    if let Some(path) = &config.socket_path {
+        return path.display().to_string();
+    }
+    let port = listeners.tcp_port().unwrap_or(config.port);
+    match config.listen_addr.as_deref() {
+        Some(host) if host != "0.0.0.0" && host != "::" => format!("{host}:{port}"),
+        _ => format!("{rep_host}:{port}"),
+    }
+}
+
+fn executor_for(store: QueueStore, options: &ServeOptions) -> Executor {
+    Executor::new(store, options.queue_stats, options.durability).with_reads(options.reads)
 }
 
 /// Starts the checkpoint, trickle and deadlock-detection threads (-C, -T,
 /// -e, -D); trickle also runs when the store's writes fill the cache with
 /// dirty pages.
-fn start_chores(config: &Config, store: &QueueStore) -> Result<Chores, String> {
+fn start_chores(config: &Config, env: &Env, watch: Option<CacheWatch>) -> Result<Chores, String> {
     let schedule = ChoreSchedule {
         checkpoint: seconds(config.checkpoint_secs),
         trickle: seconds(config.trickle_secs),
@@ -335,7 +421,7 @@ fn start_chores(config: &Config, store: &QueueStore) -> Result<Chores, String> {
         deadlock_detect: (config.deadlock_ms > 0)
             .then(|| Duration::from_millis(config.deadlock_ms)),
     };
-    Chores::start_watching(store.env(), schedule, Some(store.cache_watch()))
+    Chores::start_watching(env, schedule, watch.as_ref())
         .map_err(|e| format!("can't start the background chores: {e}"))
 }
 
@@ -365,7 +451,20 @@ pub fn serve(
     options: &ServeOptions,
     stop: UnixStream,
 ) -> io::Result<QueueStore> {
-    Server::new(listeners, store, options, stop)?.run()
+    let settings = StoreSettings {
+        home: store.home().to_path_buf(),
+        cache_bytes: 0,
+        format: store.format(),
+        names: store.name_rules(),
+        queue_stats: options.queue_stats,
+        durability: options.durability,
+        reads: options.reads,
+    };
+    let site = Site::standalone(executor_for(store, options), settings);
+    let site = Server::new(listeners, site, options, stop)?.run()?;
+    Ok(site
+        .into_store()
+        .expect("a server on its own keeps its queues"))
 }
 
 /// [`serve`] in two steps, for a caller with something to do once the
@@ -379,20 +478,18 @@ impl Server {
     /// Registers the sockets and `stop`, and starts the log flusher.
     pub fn new(
         listeners: Listeners,
-        store: QueueStore,
+        site: Site,
         options: &ServeOptions,
         stop: UnixStream,
     ) -> io::Result<Server> {
         stop.set_nonblocking(true)?;
-        let executor =
-            Executor::new(store, options.queue_stats, options.durability).with_reads(options.reads);
         let stop = mio::net::UnixStream::from_std(stop);
-        let reactor = Reactor::new(listeners, stop, executor, options)?;
+        let reactor = Reactor::new(listeners, stop, site, options)?;
         Ok(Server { reactor })
     }
 
     /// Serves until `stop` turns readable; see [`serve`].
-    pub fn run(self) -> io::Result<QueueStore> {
-        self.reactor.run().map(Executor::into_store)
+    pub fn run(self) -> io::Result<Site> {
+        self.reactor.run()
     }
 }

@@ -6,6 +6,7 @@
 //! kept by `waiting`; a long `get` runs in slices (`get_slices`).
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
@@ -14,11 +15,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::command_class::class_of;
 use super::connection::{Connection, Phase};
 use super::datagrams::Datagrams;
-use super::executor::{Entry, Executor, Origin, Outcome};
+use super::executor::{Entry, Origin, Outcome};
 use super::gather::{Limits, Next, OUTPUT_BACKLOG};
 use super::get_slices::GetSlice;
 use super::held_turns::HeldTurns;
 use super::io_threads::{Done, IoThreads, Job};
+use super::site::Site;
 use super::socket::{Listener, Listeners, Stream};
 use super::waiting::{self, Parked, Waiting};
 use super::ServeOptions;
@@ -66,7 +68,8 @@ pub struct Reactor {
     parser: Parser,
     /// Socket work of the turn, on I/O threads (-t) or here.
     io: IoThreads,
-    executor: Executor,
+    /// The queues, and what this site may do with them.
+    site: Site,
     stats: Stats,
     /// -c.
     max_connections: usize,
@@ -82,21 +85,24 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// A reactor serving `listeners` with `executor` until `stop` turns
-    /// readable.
+    /// A reactor serving `listeners` with the queues of `site` until
+    /// `stop` turns readable.
     pub fn new(
         listeners: Listeners,
         stop: UnixStream,
-        executor: Executor,
+        site: Site,
         options: &ServeOptions,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), FLUSHED)?;
-        let store = executor.store();
-        let env = store.env().clone();
-        let held = HeldTurns::start(env, waker, options.durability)?;
-        let record_len = store.format().record_len;
-        let parser = Parser::new(store.name_rules(), record_len);
+        let waker = Arc::new(Waker::new(poll.registry(), FLUSHED)?);
+        if let Some(replication) = site.replication() {
+            replication.set_waker(waker.clone());
+        }
+        let env = site.env().clone();
+        let held = HeldTurns::start(env, waker, options.durability, site.replication().cloned())?;
+        let settings = site.settings();
+        let record_len = settings.format.record_len;
+        let parser = Parser::new(settings.names, record_len);
         let mut reactor = Reactor {
             poll,
             listener: listeners.stream,
@@ -109,7 +115,7 @@ impl Reactor {
             ready: Vec::new(),
             parser,
             io: IoThreads::start(options.threads as usize, parser)?,
-            executor,
+            site,
             stats: match &options.report_version {
                 Some(version) => Stats::new(options.threads).with_version(version),
                 None => Stats::new(options.threads),
@@ -130,7 +136,7 @@ impl Reactor {
     }
 
     /// Serves until `stop` turns readable; the turn in progress finishes.
-    pub fn run(mut self) -> io::Result<Executor> {
+    pub fn run(mut self) -> io::Result<Site> {
         let mut events = Events::with_capacity(1024);
         let mut stopping = false;
         while !stopping {
@@ -170,6 +176,7 @@ impl Reactor {
                     }
                 }
             }
+            self.site.follow_role();
             self.timers();
             self.turn();
         }
@@ -179,7 +186,7 @@ impl Reactor {
         }
         self.answer_waiters();
         self.write_out(&mut events);
-        Ok(self.executor)
+        Ok(self.site)
     }
 
     /// At shutdown: every waiting request, parked or woken and not yet
@@ -292,7 +299,7 @@ impl Reactor {
     /// When a waiting request's time or a lease runs out next.
     fn next_timer(&self) -> Option<Instant> {
         let waiter = self.waiting.next_deadline();
-        let lease = self.executor.next_lease_expiry();
+        let lease = self.site.next_lease_expiry();
         waiter.into_iter().chain(lease).min()
     }
 
@@ -300,12 +307,8 @@ impl Reactor {
     /// whose time is up are answered `END`, as a plain `get` would be.
     fn timers(&mut self) {
         let now = Instant::now();
-        if self
-            .executor
-            .next_lease_expiry()
-            .is_some_and(|at| at <= now)
-        {
-            self.executor.expire_leases(now);
+        if self.site.next_lease_expiry().is_some_and(|at| at <= now) {
+            self.site.expire_leases(now);
             self.wake();
         }
         let due = self.waiting.expired(now);
@@ -318,7 +321,7 @@ impl Reactor {
     /// Wakes the requests waiting on queues that got messages, as many per
     /// queue as messages came; they run first next turn.
     fn wake(&mut self) {
-        self.waiting.supplied(self.executor.take_supplied());
+        self.waiting.supplied(self.site.take_supplied());
     }
 
     /// The live connection an entry came from, if it is still there.
@@ -367,7 +370,7 @@ impl Reactor {
         if let Some(udp) = self.udp.as_mut().filter(|u| u.ready) {
             udp.gather(
                 &self.parser,
-                self.executor.reply_bounds(),
+                self.site.reply_bounds(),
                 &mut self.entries,
                 COMMANDS_PER_TURN,
                 &mut self.stats,
@@ -379,11 +382,11 @@ impl Reactor {
         }
         let mut entries = std::mem::take(&mut self.entries);
         let waiting = &self.waiting;
-        self.executor
+        self.site
             .run(&mut entries, &mut self.stats, &|queue| waiting.count(queue));
         self.waiting.found_nothing(&mut entries);
         self.wake();
-        if let Some(entries) = self.held.committed(entries) {
+        if let Some(entries) = self.held.committed(entries, self.site.writes()) {
             self.deliver(entries);
         }
     }
@@ -518,7 +521,7 @@ impl Reactor {
         let limits = Limits {
             commands: (COMMANDS_PER_TURN / jobs.len()).clamp(1, COMMANDS_PER_CONNECTION),
             read_limit: self.read_limit,
-            bounds: self.executor.reply_bounds(),
+            bounds: self.site.reply_bounds(),
         };
         for done in self.io.run(jobs, &limits) {
             let Done::Gathered {
@@ -569,7 +572,7 @@ impl Reactor {
         let limits = Limits {
             commands: COMMANDS_PER_CONNECTION,
             read_limit: self.read_limit,
-            bounds: self.executor.reply_bounds(),
+            bounds: self.site.reply_bounds(),
         };
         for done in self.io.run(jobs, &limits) {
             if let Done::Flushed {
@@ -645,7 +648,7 @@ impl Reactor {
         if let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) {
             // Its waiting request, if any, ends unanswered.
             drop(self.waiting.remove_of(conn.id));
-            self.executor.release_holder(conn.id);
+            self.site.release_holder(conn.id);
             self.wake();
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.curr_connections -= 1;

@@ -40,6 +40,14 @@ impl Listeners {
         let listener = Listener::Tcp(TcpListener::from_std(listener));
         Ok(Listeners::new(listener, None))
     }
+
+    /// The TCP port connections are accepted on (the one bound for -p 0).
+    pub fn tcp_port(&self) -> Option<u16> {
+        match &self.stream {
+            Listener::Tcp(l) => l.local_addr().ok().map(|a| a.port()),
+            Listener::Unix(_) => None,
+        }
+    }
 }
 
 /// A listening socket.

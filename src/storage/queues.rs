@@ -58,7 +58,27 @@ impl QueueStore {
         format: QueueFormat,
         names: NameRules,
     ) -> Result<QueueStore> {
-        let env = Env::open(home, env_config)?;
+        let env = Env::open(home, env_config, None)?;
+        let store = QueueStore::open_in(env, home, env_config.cache_bytes, format, names)?;
+        log::info!(
+            "opened {} queue(s) in {}",
+            store.queue_count(),
+            home.display()
+        );
+        Ok(store)
+    }
+
+    /// Opens every queue `queue.list` names in `env`, an environment
+    /// opened in `home` with a cache of `cache_bytes`. On a replica,
+    /// nothing is created: a database that has not arrived yet fails with
+    /// ENOENT.
+    pub fn open_in(
+        env: Env,
+        home: &Path,
+        cache_bytes: u64,
+        format: QueueFormat,
+        names: NameRules,
+    ) -> Result<QueueStore> {
         let list = Database::open_btree(&env, queue_list::FILE_NAME.as_bytes())?;
         let mut store = QueueStore {
             home: home.to_path_buf(),
@@ -69,7 +89,7 @@ impl QueueStore {
             names,
             max_record_len: format.record_len as usize,
             deliveries: Deliveries::default(),
-            watch: CacheWatch::for_cache(env_config.cache_bytes, u64::from(format.record_len)),
+            watch: CacheWatch::for_cache(cache_bytes, u64::from(format.record_len)),
         };
         let has_counts = home.join(deliveries::FILE_NAME).exists();
         store.deliveries = Deliveries::open(&store.env, has_counts)?;
@@ -85,11 +105,6 @@ impl QueueStore {
             store.watch.held(counts.waiting());
             store.add_open(&name, db, counts)?;
         }
-        log::info!(
-            "opened {} queue(s) in {}",
-            store.queues.len(),
-            home.display()
-        );
         Ok(store)
     }
 
