@@ -4,12 +4,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use libdb_sys as sys;
 
 use super::error::{check, Result};
 use super::replication::{self, RepCallbacks, RepConfig};
+use super::txn::CommitToken;
 use super::{c_string, method, non_null, Threaded, Txn, Unthreaded};
 
 /// How to open the environment (docs/STORAGE.md, "The environment").
@@ -66,6 +67,8 @@ struct EnvHandle<T> {
     /// What repmgr's callbacks use (behind DB_ENV->app_private); dropped
     /// after the handle is closed.
     replication: Option<Box<RepCallbacks>>,
+    /// With replication, the token of the newest commit (`Txn`).
+    last_commit: Mutex<Option<CommitToken>>,
     /// Set by [`Env::checkpoint_for_shutdown`]: databases close without
     /// their own sync from then on.
     checkpointed_for_shutdown: AtomicBool,
@@ -78,6 +81,7 @@ impl<T> EnvHandle<T> {
         Ok(EnvHandle {
             ptr: non_null(raw)?,
             replication: None,
+            last_commit: Mutex::new(None),
             checkpointed_for_shutdown: AtomicBool::new(false),
             _threads: PhantomData,
         })
@@ -204,7 +208,29 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: a live environment; txn_begin writes a new handle.
         check(unsafe { method!(self.as_ptr(), txn_begin, ptr::null_mut(), &mut raw, 0) })?;
-        Ok(Txn::from_raw(self, non_null(raw)?))
+        Txn::from_raw(self, non_null(raw)?)
+    }
+
+    /// Whether the environment is a site of a replication group.
+    pub fn is_replicated(&self) -> bool {
+        self.handle.replication.is_some()
+    }
+
+    /// Notes the token of a transaction that committed.
+    pub(super) fn committed(&self, token: CommitToken) {
+        *self.lock_last_commit() = Some(token);
+    }
+
+    /// With replication, the token of the newest transaction committed.
+    pub fn last_commit(&self) -> Option<CommitToken> {
+        *self.lock_last_commit()
+    }
+
+    fn lock_last_commit(&self) -> std::sync::MutexGuard<'_, Option<CommitToken>> {
+        self.handle
+            .last_commit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes a checkpoint now.

@@ -46,6 +46,13 @@ impl Error {
         self == Error::Other(sys::DB_REP_UNAVAIL)
     }
 
+    /// Whether another site became master of the replication group while
+    /// a commit waited for acknowledgements (DB_REP_DUPMASTER): the commit
+    /// will be rolled back.
+    pub fn is_superseded(self) -> bool {
+        self == Error::Other(sys::DB_REP_DUPMASTER)
+    }
+
     /// Whether the disk (or the user's quota) is full.
     pub fn is_disk_full(self) -> bool {
         matches!(

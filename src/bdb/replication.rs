@@ -6,13 +6,13 @@
 //! not used).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::ptr;
-use std::time::{Duration, Instant};
+use std::ptr::{self, NonNull};
+use std::time::Duration;
 
 use libdb_sys as sys;
 
 use super::error::{check, Result};
-use super::{c_string, method, non_null, Env};
+use super::{c_string, method, non_null, CommitToken, Env};
 
 /// A replication address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +81,18 @@ pub struct RepSite {
     pub connected: bool,
 }
 
-/// A position in the log; the same on every site of a group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Lsn {
-    pub file: u32,
-    pub offset: u32,
+/// What a site answered to "is the log up to here on your disk?".
+/// Its discriminant is the one-byte answer on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Confirmation {
+    /// Not (yet), or no answer.
+    No = 0,
+    Yes = 1,
+    /// The transaction is not in the site's history and never will be:
+    /// another master was elected without it, and it will be rolled back
+    /// where it was committed.
+    Superseded = 2,
 }
 
 /// Timings of the group (docs/REPLICATION.md, "Timings").
@@ -260,11 +267,8 @@ unsafe extern "C" fn on_message(
             // SAFETY: a live handle configured by `configure`.
             unsafe { callbacks_of(env) }.map_or_else(Vec::new, |c| c.client_address.clone())
         }
-        Some((&ASK_CONFIRM, rest)) => match decode_lsn(rest) {
-            // SAFETY: a live, open environment.
-            Some(lsn) => vec![u8::from(unsafe { confirm_here(env, lsn) })],
-            None => vec![0],
-        },
+        // SAFETY: a live, open environment.
+        Some((&ASK_CONFIRM, token)) => vec![unsafe { confirm_here(env, token) } as u8],
         _ => Vec::new(),
     };
     let mut reply = sys::DBT {
@@ -279,46 +283,57 @@ unsafe extern "C" fn on_message(
     }
 }
 
-/// Whether this site's log reaches `lsn` on disk, waiting a little for it
-/// to arrive.
+/// Whether this site holds the transaction of `token` in its log, on
+/// disk (DB_ENV->txn_applied, waiting a little for it to arrive). Berkeley
+/// DB tells from its history of generations whether the transaction is in
+/// this site's history at all: if not (its master was replaced before this
+/// site got it, and it will be rolled back there), the asker is told it
+/// was superseded.
 ///
 /// # Safety
 ///
 /// `env` is a live, open environment.
-unsafe fn confirm_here(env: *mut sys::DB_ENV, lsn: Lsn) -> bool {
-    let deadline = Instant::now() + CONFIRM_WAIT;
-    loop {
-        // SAFETY: the caller's promise.
-        match unsafe { log_end_of(env) } {
-            Ok(end) if end >= lsn => {
-                // SAFETY: the caller's promise; NULL flushes the whole log.
-                return unsafe { method!(env, log_flush, ptr::null()) } == 0;
+unsafe fn confirm_here(env: *mut sys::DB_ENV, token: &[u8]) -> Confirmation {
+    let Ok(buf) = <[u8; 20]>::try_from(token) else {
+        return Confirmation::No;
+    };
+    let mut token = sys::DB_TXN_TOKEN { buf };
+    // SAFETY: the caller's promise; the token outlives the call.
+    let rc = unsafe { method!(env, txn_applied, &mut token, micros(CONFIRM_WAIT), 0) };
+    match rc {
+        // Applied, or a transaction that changed nothing.
+        0 | sys::DB_KEYEMPTY => {
+            // SAFETY: the caller's promise; NULL flushes the whole log.
+            if unsafe { method!(env, log_flush, ptr::null()) } == 0 {
+                Confirmation::Yes
+            } else {
+                Confirmation::No
             }
-            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
-            _ => return false,
         }
+        sys::DB_NOTFOUND => Confirmation::Superseded,
+        _ => Confirmation::No,
     }
 }
 
-/// Where the log of `env` ends: the position of the next record.
+/// What `Env::rep_status` reports, for a raw handle.
 ///
 /// # Safety
 ///
-/// `env` is a live, open environment.
-unsafe fn log_end_of(env: *mut sys::DB_ENV) -> Result<Lsn> {
-    let mut raw: *mut sys::DB_LOG_STAT = ptr::null_mut();
+/// `env` is a live environment with replication.
+unsafe fn rep_status_of(env: *mut sys::DB_ENV) -> Result<RepStatus> {
+    let mut raw: *mut sys::DB_REP_STAT = ptr::null_mut();
     // SAFETY: the caller's promise; the malloc'd result is read and freed
     // exactly once.
     unsafe {
-        check(method!(env, log_stat, &mut raw, 0))?;
+        check(method!(env, rep_stat, &mut raw, 0))?;
         let stat = non_null(raw)?;
         let s = stat.as_ref();
-        let lsn = Lsn {
-            file: s.st_cur_file,
-            offset: s.st_cur_offset,
+        let status = RepStatus {
+            master: (s.st_master >= 0).then_some(s.st_master as i32),
+            elections: s.st_elections as u64,
         };
         libc::free(stat.as_ptr() as *mut c_void);
-        Ok(lsn)
+        Ok(status)
     }
 }
 
@@ -335,19 +350,12 @@ unsafe fn dbt_bytes(dbt: &sys::DBT) -> &[u8] {
     unsafe { std::slice::from_raw_parts(dbt.data as *const u8, dbt.size as usize) }
 }
 
-fn encode_lsn(lsn: Lsn) -> [u8; 9] {
-    let mut out = [0; 9];
-    out[0] = ASK_CONFIRM;
-    out[1..5].copy_from_slice(&lsn.file.to_le_bytes());
-    out[5..].copy_from_slice(&lsn.offset.to_le_bytes());
+/// A confirmation request: the tag, then the commit's token.
+fn encode_confirm(token: &CommitToken) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + token.0.len());
+    out.push(ASK_CONFIRM);
+    out.extend_from_slice(&token.0);
     out
-}
-
-fn decode_lsn(bytes: &[u8]) -> Option<Lsn> {
-    Some(Lsn {
-        file: u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?),
-        offset: u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?),
-    })
 }
 
 impl Env {
@@ -371,28 +379,11 @@ impl Env {
         check(rc)
     }
 
-    /// Where the log ends now.
-    pub fn log_end(&self) -> Result<Lsn> {
-        // SAFETY: a live, open environment.
-        unsafe { log_end_of(self.as_ptr()) }
-    }
-
-    /// The master's id and the elections held, as Berkeley DB reports.
+    /// The master's id and the elections held, as Berkeley DB reports
+    /// them.
     pub fn rep_status(&self) -> Result<RepStatus> {
-        let mut raw: *mut sys::DB_REP_STAT = ptr::null_mut();
-        // SAFETY: a live environment with replication; the malloc'd result
-        // is read and freed exactly once.
-        unsafe {
-            check(method!(self.as_ptr(), rep_stat, &mut raw, 0))?;
-            let stat = non_null(raw)?;
-            let s = stat.as_ref();
-            let status = RepStatus {
-                master: (s.st_master >= 0).then_some(s.st_master as i32),
-                elections: s.st_elections as u64,
-            };
-            libc::free(stat.as_ptr() as *mut c_void);
-            Ok(status)
-        }
+        // SAFETY: a live environment with replication.
+        unsafe { rep_status_of(self.as_ptr()) }
     }
 
     /// The other members of the group this site knows of.
@@ -427,41 +418,71 @@ impl Env {
         }
     }
 
-    /// Asks site `eid` whether its log reaches `lsn` on its disk; waits
-    /// at most `timeout`.
-    pub fn confirm_at(&self, eid: i32, lsn: Lsn, timeout: Duration) -> Result<bool> {
-        let answer = self.request(eid, &encode_lsn(lsn), timeout)?;
-        Ok(answer == [1])
+    /// A channel to site `eid` (or `DB_EID_MASTER`) for requests.
+    pub fn channel(&self, eid: i32) -> Result<Channel> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: a live environment with replication started; the handle
+        // is owned by the Channel, which closes it.
+        check(unsafe { method!(self.as_ptr(), repmgr_channel, eid, &mut raw, 0) })?;
+        let channel = Channel {
+            ptr: non_null(raw)?,
+            _env: self.clone(),
+        };
+        // Its connection is new, and Nagle's algorithm would hold the
+        // request behind the connection's greeting (`os`).
+        crate::os::tcp_nodelay_everywhere();
+        Ok(channel)
     }
 
     /// Asks the master for the address its memcache clients use.
     pub fn ask_master_address(&self, timeout: Duration) -> Result<String> {
-        let answer = self.request(sys::DB_EID_MASTER, &[ASK_ADDRESS], timeout)?;
+        let answer = self
+            .channel(sys::DB_EID_MASTER)?
+            .request(&[ASK_ADDRESS], timeout)?;
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
+}
 
-    /// Sends one request to site `eid` over a repmgr channel and returns
-    /// its answer.
-    fn request(&self, eid: i32, request: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        let mut channel = ptr::null_mut();
-        // SAFETY: a live environment with replication started; the
-        // channel is closed whatever the request's result; the request
-        // bytes outlive the call, and the malloc'd response is copied and
-        // freed once.
+/// A repmgr message channel to one site, kept open between requests (each
+/// channel has a connection of its own).
+pub struct Channel {
+    ptr: NonNull<sys::DB_CHANNEL>,
+    /// Keeps the environment open while the channel is.
+    _env: Env,
+}
+
+// SAFETY: a DB_CHANNEL may be used from any thread, one at a time; a
+// Channel is not Sync, so it is.
+unsafe impl Send for Channel {}
+
+impl Channel {
+    /// Asks the site whether it holds the transaction of `token` on its
+    /// disk; waits at most `timeout`.
+    pub fn confirm(&self, token: &CommitToken, timeout: Duration) -> Result<Confirmation> {
+        let answer = self.request(&encode_confirm(token), timeout)?;
+        Ok(match answer[..] {
+            [1] => Confirmation::Yes,
+            [2] => Confirmation::Superseded,
+            _ => Confirmation::No,
+        })
+    }
+
+    /// Sends one request and returns the answer.
+    fn request(&self, request: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let mut asked = sys::DBT {
+            data: request.as_ptr() as *mut c_void,
+            size: request.len() as u32,
+            ..Default::default()
+        };
+        let mut answer = sys::DBT {
+            flags: sys::DB_DBT_MALLOC,
+            ..Default::default()
+        };
+        // SAFETY: a live channel; the request bytes outlive the call, and
+        // the malloc'd answer is copied and freed once.
         unsafe {
-            check(method!(self.as_ptr(), repmgr_channel, eid, &mut channel, 0))?;
-            let ch = non_null(channel)?.as_ptr();
-            let mut asked = sys::DBT {
-                data: request.as_ptr() as *mut c_void,
-                size: request.len() as u32,
-                ..Default::default()
-            };
-            let mut answer = sys::DBT {
-                flags: sys::DB_DBT_MALLOC,
-                ..Default::default()
-            };
             let rc = method!(
-                ch,
+                self.ptr.as_ptr(),
                 send_request,
                 &mut asked,
                 1,
@@ -473,10 +494,17 @@ impl Env {
             if !answer.data.is_null() {
                 libc::free(answer.data);
             }
-            let closed = method!(ch, close, 0);
             check(rc)?;
-            check(closed)?;
             Ok(bytes)
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // SAFETY: a live channel, closed once.
+        if let Err(e) = check(unsafe { method!(self.ptr.as_ptr(), close, 0) }) {
+            log::warn!("closing a replication channel failed: {e}");
         }
     }
 }

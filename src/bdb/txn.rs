@@ -5,11 +5,19 @@ use libdb_sys as sys;
 use super::error::{check, Result};
 use super::{method, Env};
 
+/// What identifies a committed transaction in every site of a replication
+/// group (DB_TXN_TOKEN): its generation and log position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitToken(pub [u8; 20]);
+
 /// A transaction. Berkeley DB frees the handle on commit or abort, whatever
 /// the result, so both consume it; dropping an unfinished one aborts it.
 pub struct Txn<'env> {
     /// `None` once committed or aborted.
     ptr: Option<NonNull<sys::DB_TXN>>,
+    /// Filled in by Berkeley DB at commit, in a replicated environment
+    /// (DB_TXN->set_commit_token); boxed, as it must stay put until then.
+    token: Option<Box<sys::DB_TXN_TOKEN>>,
     /// The environment it was begun in: it must not outlive it, and is
     /// used only with it and its databases.
     env: &'env Env,
@@ -17,11 +25,22 @@ pub struct Txn<'env> {
 
 impl<'env> Txn<'env> {
     /// Wraps a handle fresh from `txn_begin` on `env`.
-    pub(super) fn from_raw(env: &'env Env, ptr: NonNull<sys::DB_TXN>) -> Txn<'env> {
-        Txn {
+    pub(super) fn from_raw(env: &'env Env, ptr: NonNull<sys::DB_TXN>) -> Result<Txn<'env>> {
+        let mut txn = Txn {
             ptr: Some(ptr),
+            token: None,
             env,
+        };
+        if env.is_replicated() {
+            let mut token = Box::new(sys::DB_TXN_TOKEN { buf: [0; 20] });
+            // SAFETY: a live transaction; the boxed token outlives the
+            // commit, which writes it. A replica refuses: its
+            // transactions only read, and are confirmed by nobody.
+            if unsafe { method!(ptr.as_ptr(), set_commit_token, &mut *token) } == 0 {
+                txn.token = Some(token);
+            }
         }
+        Ok(txn)
     }
 
     /// The handle, to pass to a call on `env` or one of its databases.
@@ -54,7 +73,11 @@ impl<'env> Txn<'env> {
         let ptr = self.ptr.take().expect("live transaction");
         // SAFETY: `ptr` is a live transaction; commit frees it whatever the
         // result, and `take` makes sure it is never used again.
-        check(unsafe { method!(ptr.as_ptr(), commit, flags) })
+        check(unsafe { method!(ptr.as_ptr(), commit, flags) })?;
+        if let Some(token) = &self.token {
+            self.env.committed(CommitToken(token.buf));
+        }
+        Ok(())
     }
 
     /// Aborts, undoing everything done in the transaction.

@@ -75,6 +75,8 @@ pub const DELETE_FAILED: Reply = Reply::ServerError("while delete a item");
 pub const TOO_MANY_CONNECTIONS: Reply = Reply::ServerError("too many open connections");
 pub const STORAGE_FAILED: Reply = Reply::ServerError("storage failure");
 pub const NO_SPACE: Reply = Reply::ServerError("out of disk space");
+pub const SUPERSEDED: Reply =
+    Reply::ServerError("not acknowledged: another site is master now; nothing was done");
 pub const NOT_ACKNOWLEDGED: Reply =
     Reply::ServerError("not acknowledged by enough replicas; it may still be delivered");
 pub const MULTI_PACKET: Reply = Reply::ServerError("multi-packet request not supported");

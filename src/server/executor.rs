@@ -674,7 +674,24 @@ fn fail_all(entries: &mut [Entry], stats: &mut Stats, error: Option<storage::Err
 /// never a `STORED` that is not on disk). A get keeps its `VALUE`: the
 /// message is taken off in memory and would be lost if withheld; should
 /// the taking never reach the disk, a restart delivers it again.
+///
+/// With replication, a turn committed by a site that another site has
+/// since replaced as master will be rolled back: none of its changes
+/// stands, so every command that would have changed data is told so, its
+/// `VALUE`s included (the messages stay with the new master).
 pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
+    if error.is_some_and(bdb::Error::is_superseded) {
+        let changed = entries.iter_mut().filter(|e| {
+            !matches!(e.outcome, Outcome::Failed | Outcome::Waiting)
+                && class_of(&e.command).changes_data
+        });
+        for e in changed {
+            e.reply.clear();
+            reply::SUPERSEDED.encode(&mut e.reply);
+            e.outcome = Outcome::Failed;
+        }
+        return;
+    }
     let refusal = match error {
         Some(e) if e.is_disk_full() => reply::NO_SPACE,
         Some(e) if e.is_unacknowledged() => reply::NOT_ACKNOWLEDGED,

@@ -42,13 +42,13 @@ impl HeldTurns {
     }
 
     /// A committed turn's replies: given back to be delivered now, or kept
-    /// until its commit is durable. A turn that could `write` nothing (a
-    /// replica's) waits only behind the turns held before it.
-    pub fn committed(&mut self, entries: Vec<Entry>, write: bool) -> Option<Vec<Entry>> {
+    /// until its commit is durable. A turn that `wrote` nothing waits only
+    /// behind the turns held before it.
+    pub fn committed(&mut self, entries: Vec<Entry>, wrote: bool) -> Option<Vec<Entry>> {
         let Some(flusher) = self.flusher.as_mut() else {
             return Some(entries);
         };
-        if (!write || !flusher.holds_replies()) && self.held.is_empty() {
+        if (!wrote || !flusher.holds_replies()) && self.held.is_empty() {
             return Some(entries);
         }
         self.generation += 1;

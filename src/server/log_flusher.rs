@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use mio::Waker;
 
-use super::replication::Replication;
+use super::replication::{Confirmer, Replication};
 use super::Durability;
 use crate::bdb::{self, Env};
 use crate::fatal;
@@ -124,8 +124,8 @@ pub struct LogFlusher {
 }
 
 /// What settles a turn beside the local flush.
-struct Confirmation {
-    replication: Replication,
+struct Confirming {
+    confirmer: Confirmer,
     /// -N: the local commit is enough here, other sites' disks count.
     skip_flush: bool,
 }
@@ -142,14 +142,14 @@ impl LogFlusher {
         let worker = shared.clone();
         let no_sync = durability == Durability::NoSync;
         let background = no_sync.then_some(NOSYNC_FLUSH);
-        let confirmation = replication.map(|replication| Confirmation {
-            replication,
+        let mut confirmation = replication.map(|replication| Confirming {
+            confirmer: Confirmer::new(replication),
             skip_flush: no_sync,
         });
         let nosync = (no_sync && confirmation.is_none()).then(|| env.clone());
         let thread = thread::Builder::new()
             .name("log-flush".into())
-            .spawn(move || flush_loop(&env, &worker, &waker, background, confirmation.as_ref()))?;
+            .spawn(move || flush_loop(&env, &worker, &waker, background, confirmation.as_mut()))?;
         Ok(LogFlusher {
             shared,
             thread: Some(thread),
@@ -224,7 +224,7 @@ fn flush_loop(
     shared: &Shared,
     waker: &Waker,
     background: Option<Duration>,
-    confirmation: Option<&Confirmation>,
+    mut confirmation: Option<&mut Confirming>,
 ) {
     let mut reserve = LogReserve::new(env);
     keep_reserved(&mut reserve, shared);
@@ -257,17 +257,18 @@ fn flush_loop(
             p.committed
         };
         let commits = shared.commits.load(Ordering::Relaxed);
-        // Where the log ends after the target's commit, for other sites.
-        let end = confirmation.map(|_| env.log_end());
-        let flushed = match confirmation {
+        // The newest commit, the target's or a later one, for other sites
+        // to confirm.
+        let last = env.last_commit();
+        let flushed = match &confirmation {
             Some(c) if c.skip_flush => Ok(()),
             _ => env.flush_log(),
         };
         if flushed.is_ok() {
             flushed_commits = commits;
         }
-        let flushed = match (flushed, confirmation, end) {
-            (Ok(()), Some(c), Some(end)) => confirm(c, env, end),
+        let flushed = match (flushed, confirmation.as_deref_mut(), last) {
+            (Ok(()), Some(c), Some(last)) => confirm(c, env, &last),
             (flushed, _, _) => flushed,
         };
         let settled = {
@@ -302,14 +303,15 @@ fn flush_loop(
     }
 }
 
-/// Asks other sites to confirm the log up to `end`; an error when they do
-/// not in time (DB_REP_UNAVAIL, as Berkeley DB reports an unmet policy).
-fn confirm(c: &Confirmation, env: &Env, end: bdb::Result<bdb::Lsn>) -> bdb::Result<()> {
-    let end = end?;
-    if c.replication.confirm(env, end) {
-        Ok(())
-    } else {
-        Err(bdb::Error::Other(libdb_sys::DB_REP_UNAVAIL))
+/// Asks other sites to confirm the commit of `last` (and so every one
+/// before it); an error when they do not in time (DB_REP_UNAVAIL, as
+/// Berkeley DB reports an unmet policy), or when another site has become
+/// master without it (DB_REP_DUPMASTER).
+fn confirm(c: &mut Confirming, env: &Env, last: &bdb::CommitToken) -> bdb::Result<()> {
+    match c.confirmer.confirm(env, last) {
+        bdb::Confirmation::Yes => Ok(()),
+        bdb::Confirmation::No => Err(bdb::Error::Other(libdb_sys::DB_REP_UNAVAIL)),
+        bdb::Confirmation::Superseded => Err(bdb::Error::Other(libdb_sys::DB_REP_DUPMASTER)),
     }
 }
 

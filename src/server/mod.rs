@@ -388,6 +388,7 @@ fn open_replicated_env(config: &Config, replication: &Replication) -> Result<Env
     .map_err(|e| env_error(config, e))?;
     env.start_replication()
         .map_err(|e| format!("can't start replication on {}: {e}", config.home.display()))?;
+    os::tcp_nodelay_everywhere();
     log::info!("replicating as {}", replication.site_name());
     Ok(env)
 }

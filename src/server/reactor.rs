@@ -386,7 +386,10 @@ impl Reactor {
             .run(&mut entries, &mut self.stats, &|queue| waiting.count(queue));
         self.waiting.found_nothing(&mut entries);
         self.wake();
-        if let Some(entries) = self.held.committed(entries, self.site.writes()) {
+        // A turn of reads only (stats, peeks; every read of a replica)
+        // has nothing of its own to make durable.
+        let wrote = self.site.writes() && entries.iter().any(|e| class_of(&e.command).changes_data);
+        if let Some(entries) = self.held.committed(entries, wrote) {
             self.deliver(entries);
         }
     }

@@ -10,12 +10,16 @@
 //! DB_REPMGR_ACKS_NONE (commits return at once, their log records already
 //! on their way), and the log flusher confirms instead, beside the reactor:
 //! once a turn's commit is on the local disk, it asks other sites over
-//! repmgr's message channels whether their log reaches the end of the log
-//! as it stood after that commit, on their disk (`Env::confirm_at`), until
-//! `--rep-ack` sites have said yes or `--rep-ack-timeout` has passed. Log
-//! positions are the same on every site, and elections pick the site with
-//! the newest log, so a commit a majority holds survives any election.
+//! repmgr's message channels whether they hold its transaction on their
+//! disk (identified by its commit token, checked with DB_ENV->txn_applied,
+//! `Confirmer`), until `--rep-ack` sites have said yes or
+//! `--rep-ack-timeout` has passed. Elections pick the site with the newest
+//! log, so a commit a majority holds survives any election. A site that
+//! answers that the transaction is not in its history, and never will be,
+//! tells this one it was superseded by another master.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use crate::bdb::{Env, Lsn, RepConfig, RepEvent};
+use crate::bdb::{Channel, CommitToken, Confirmation, Env, RepConfig, RepEvent};
 use crate::config::{AckPolicy, RepOptions};
 use crate::log_limit;
 
@@ -31,6 +35,9 @@ use crate::log_limit;
 const ADDRESS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause between rounds of confirmation requests that were not yet met.
 const CONFIRM_PAUSE: Duration = Duration::from_millis(2);
+/// The longest one confirmation request may take, so that a site that
+/// died unnoticed does not use up the time the others could answer in.
+const CONFIRM_REQUEST: Duration = Duration::from_millis(250);
 
 /// What this site may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +64,13 @@ impl Role {
 struct State {
     /// Whether Berkeley DB made this site the master.
     master: AtomicBool,
+    /// Set when another site answered a confirmation from a newer
+    /// generation: another master was elected while this one was away
+    /// (frozen, cut off). Berkeley DB steps it down once a message of the
+    /// new generation reaches it; until then the server stops acting as
+    /// master itself, so nothing more is committed that will be rolled
+    /// back. Cleared by Berkeley DB's next role event.
+    superseded: AtomicBool,
     /// The master's site id, or -1.
     master_eid: AtomicI32,
     /// Commits whose acknowledgement policy was not met.
@@ -131,7 +145,9 @@ impl Replication {
     }
 
     pub fn role(&self) -> Role {
-        if self.state.master.load(Ordering::SeqCst) {
+        if self.state.superseded.load(Ordering::SeqCst) {
+            Role::Electing
+        } else if self.state.master.load(Ordering::SeqCst) {
             Role::Master
         } else if self.state.master_eid.load(Ordering::SeqCst) >= 0 {
             Role::Replica
@@ -142,6 +158,12 @@ impl Replication {
 
     fn on_event(&self, event: RepEvent) {
         let s = &self.state;
+        if matches!(
+            event,
+            RepEvent::Master | RepEvent::Client | RepEvent::NewMaster(_)
+        ) {
+            s.superseded.store(false, Ordering::SeqCst);
+        }
         match event {
             RepEvent::Master => {
                 s.master.store(true, Ordering::SeqCst);
@@ -149,6 +171,9 @@ impl Replication {
             }
             RepEvent::Client => s.master.store(false, Ordering::SeqCst),
             RepEvent::NewMaster(eid) => {
+                // The same site may come back as master on another client
+                // port: its address is asked for again.
+                *self.lock_address() = None;
                 s.master_eid.store(eid, Ordering::SeqCst);
                 log::warn!("replication: the group has a new master (site {eid})");
             }
@@ -161,10 +186,19 @@ impl Replication {
                 crate::fatal::check("replication", crate::bdb::Error::RunRecovery);
                 return;
             }
-            RepEvent::StartupDone | RepEvent::Connections => return,
+            RepEvent::Connections => {
+                crate::os::tcp_nodelay_everywhere();
+                return;
+            }
+            RepEvent::StartupDone => return,
         }
         s.master_changed.notify_all();
-        if let Some(waker) = s.waker.get() {
+        self.wake_reactor();
+    }
+
+    /// Wakes the reactor to follow a change of role.
+    fn wake_reactor(&self) {
+        if let Some(waker) = self.state.waker.get() {
             if let Err(e) = waker.wake() {
                 log::error!("waking the reactor failed: {e}");
             }
@@ -227,63 +261,6 @@ impl Replication {
         out
     }
 
-    /// Whether as many other sites as `--rep-ack` asks hold the log up to
-    /// `lsn` on their disks, asking them for at most `--rep-ack-timeout`.
-    /// Run by the log flusher, never by the reactor.
-    /// A site that is no longer the master confirms nothing (and counts no
-    /// failure: the election decides what becomes of its last commits).
-    pub fn confirm(&self, env: &Env, lsn: Lsn) -> bool {
-        let confirmed = self.ask_sites(env, lsn);
-        if !confirmed && self.role() == Role::Master {
-            self.state.perm_failed.fetch_add(1, Ordering::Relaxed);
-            log_limit::error!(
-                "acknowledgement",
-                "a commit was not acknowledged by --rep-ack {:?} sites in time",
-                self.options.ack
-            );
-        }
-        confirmed
-    }
-
-    fn ask_sites(&self, env: &Env, lsn: Lsn) -> bool {
-        let deadline = Instant::now() + Duration::from_millis(self.options.ack_timeout_ms);
-        let mut yes: Vec<i32> = Vec::new();
-        loop {
-            if self.role() != Role::Master {
-                return false;
-            }
-            let Ok(sites) = env.rep_sites() else {
-                return false;
-            };
-            let needed = match self.options.ack {
-                AckPolicy::None => 0,
-                AckPolicy::One => 1,
-                // A majority of the group counts this site too.
-                AckPolicy::Quorum => sites.len().div_ceil(2),
-                AckPolicy::All => sites.len(),
-            };
-            for site in sites.iter().filter(|s| s.connected) {
-                if yes.len() >= needed || yes.contains(&site.eid) {
-                    continue;
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                if env.confirm_at(site.eid, lsn, left).unwrap_or(false) {
-                    yes.push(site.eid);
-                }
-            }
-            if yes.len() >= needed {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(CONFIRM_PAUSE);
-        }
-    }
-
     /// The address thread: whenever a replica's master changes, asks it
     /// for its client address.
     fn learn_master_addresses(&self, env: &Env) {
@@ -315,5 +292,109 @@ impl Replication {
                 Ok(_) | Err(_) => thread::sleep(Duration::from_millis(200)),
             }
         }
+    }
+}
+
+/// Confirms commits with other sites (the log flusher's, see the top of
+/// this module), over channels kept open between requests.
+pub struct Confirmer {
+    replication: Replication,
+    /// An open channel to each site asked so far, by site id.
+    channels: HashMap<i32, Channel>,
+}
+
+impl Confirmer {
+    pub fn new(replication: Replication) -> Confirmer {
+        Confirmer {
+            replication,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Whether as many other sites as `--rep-ack` asks hold the
+    /// transaction of `token` (and so everything before it) on their
+    /// disks, asking them for at most
+    /// `--rep-ack-timeout`. Run by the log flusher, never by the reactor.
+    /// A site that is no longer the master confirms nothing (and counts no
+    /// failure: the election decides what becomes of its last commits).
+    pub fn confirm(&mut self, env: &Env, token: &CommitToken) -> Confirmation {
+        let confirmed = self.ask_sites(env, token);
+        let r = &self.replication;
+        if confirmed == Confirmation::Superseded && !r.state.superseded.swap(true, Ordering::SeqCst)
+        {
+            log::warn!(
+                "replication: another site was elected master meanwhile; not serving as master"
+            );
+            r.wake_reactor();
+        }
+        if confirmed != Confirmation::Yes && r.role() == Role::Master {
+            r.state.perm_failed.fetch_add(1, Ordering::Relaxed);
+            log_limit::error!(
+                "acknowledgement",
+                "a commit was not acknowledged by --rep-ack {:?} sites in time",
+                r.options.ack
+            );
+        }
+        confirmed
+    }
+
+    fn ask_sites(&mut self, env: &Env, token: &CommitToken) -> Confirmation {
+        let r = self.replication.clone();
+        let deadline = Instant::now() + Duration::from_millis(r.options.ack_timeout_ms);
+        let mut yes: Vec<i32> = Vec::new();
+        // Asked even once this site is no longer master: whether other
+        // sites hold the transaction decides what becomes of the turn.
+        loop {
+            let Ok(sites) = env.rep_sites() else {
+                return Confirmation::No;
+            };
+            let needed = match r.options.ack {
+                AckPolicy::None => 0,
+                AckPolicy::One => 1,
+                // A majority of the group counts this site too.
+                AckPolicy::Quorum => sites.len().div_ceil(2),
+                AckPolicy::All => sites.len(),
+            };
+            for site in sites.iter().filter(|s| s.connected) {
+                if yes.len() >= needed || yes.contains(&site.eid) {
+                    continue;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let wait = left.min(CONFIRM_REQUEST);
+                match self.ask(env, site.eid, token, wait) {
+                    Ok(Confirmation::Yes) => yes.push(site.eid),
+                    Ok(Confirmation::Superseded) => return Confirmation::Superseded,
+                    Ok(Confirmation::No) => {}
+                    // A channel that failed is opened anew next time.
+                    Err(_) => {
+                        self.channels.remove(&site.eid);
+                    }
+                }
+            }
+            if yes.len() >= needed {
+                return Confirmation::Yes;
+            }
+            if Instant::now() >= deadline {
+                return Confirmation::No;
+            }
+            thread::sleep(CONFIRM_PAUSE);
+        }
+    }
+
+    fn ask(
+        &mut self,
+        env: &Env,
+        eid: i32,
+        token: &CommitToken,
+        wait: Duration,
+    ) -> crate::bdb::Result<Confirmation> {
+        let channel = match self.channels.entry(eid) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => slot.insert(env.channel(eid)?),
+        };
+        channel.confirm(token, wait)
     }
 }
