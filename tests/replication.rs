@@ -725,3 +725,37 @@ fn under_load_through_random_failovers_nothing_acknowledged_is_lost_or_taken_twi
         seen.broken_gets
     );
 }
+
+/// `memcacheq-stat -r` prints what `db5.3_stat -r` prints on a site's
+/// home: the same lines in the same order. The figures of message and
+/// heartbeat counters move between the two calls, so each line is
+/// compared by its description (what follows the figure).
+#[test]
+fn memcacheq_stat_r_reports_replication_as_db_stat_does() {
+    let group = Group::start(3, &[]);
+    group.client(0).set("jobs", 0, b"m");
+    wait_for_queue_line(&group, 1, "STAT jobs 1/0");
+    for site in [0, 1] {
+        let home = group.sites[site].home.path_str();
+        let ours = std::process::Command::new(env!("CARGO_BIN_EXE_memcacheq-stat"))
+            .args(["-h", home, "-r"])
+            .output()
+            .expect("run memcacheq-stat");
+        assert!(ours.status.success(), "memcacheq-stat -r failed");
+        let theirs = db_tool("stat", &["-h", home, "-r"]);
+        let descriptions = |report: &str| -> Vec<String> {
+            report
+                .lines()
+                .map(|l| l.split_once('\t').map_or(l, |(_, d)| d).to_string())
+                .collect()
+        };
+        let ours = descriptions(&String::from_utf8_lossy(&ours.stdout));
+        assert!(ours.len() > 20, "short report: {ours:?}");
+        assert_eq!(ours, descriptions(&theirs), "site {site}");
+        let role = if site == 0 { "master" } else { "client" };
+        assert!(
+            ours.contains(&format!("Environment configured as a replication {role}")),
+            "site {site}: {ours:?}"
+        );
+    }
+}

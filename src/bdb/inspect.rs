@@ -37,6 +37,9 @@ pub enum EnvReport {
     Mpool,
     /// `DB_ENV->txn_stat_print` (db_stat -t).
     Txn,
+    /// `DB_ENV->repmgr_stat_print`, then `DB_ENV->rep_stat_print` (db_stat
+    /// -r).
+    Replication,
 }
 
 /// What `DB->stat` reports about a DB_QUEUE database.
@@ -172,6 +175,10 @@ impl<T> Env<T> {
                 EnvReport::Log => method!(p, log_stat_print, flags),
                 EnvReport::Mpool => method!(p, memp_stat_print, flags),
                 EnvReport::Txn => method!(p, txn_stat_print, flags),
+                EnvReport::Replication => match method!(p, repmgr_stat_print, flags) {
+                    0 => method!(p, rep_stat_print, flags),
+                    failed => failed,
+                },
             }
         };
         check(rc)

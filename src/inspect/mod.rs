@@ -73,6 +73,11 @@ fn options() -> Options {
     o.optflag("l", "", "log statistics");
     o.optflag("m", "", "memory pool statistics");
     o.optflag("t", "", "transaction statistics");
+    o.optflag(
+        "r",
+        "",
+        "replication statistics (a site of a replication group)",
+    );
     o.optflag("f", "", "fast database statistics (no page walk)");
     o.optflag("V", "", "print the Berkeley DB version and exit");
     o.optflag(
@@ -93,7 +98,7 @@ fn options() -> Options {
 
 fn usage() -> String {
     options().usage(
-        "usage: memcacheq-stat [-h HOME] (-d FILE [-f] | -e | -c | -l | -m | -t | -V | \
+        "usage: memcacheq-stat [-h HOME] (-d FILE [-f] | -e | -c | -l | -m | -t | -r | -V | \
          -Q [-d QUEUE [--peek N]] [--json])",
     )
 }
@@ -140,13 +145,14 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         ("l", EnvReport::Log),
         ("m", EnvReport::Mpool),
         ("t", EnvReport::Txn),
+        ("r", EnvReport::Replication),
     ] {
         if m.opt_present(flag) {
             chosen.push(Request::Env(report));
         }
     }
     if chosen.len() != 1 {
-        return Err("give exactly one of -d, -e, -c, -l, -m, -t, -V, -Q".into());
+        return Err("give exactly one of -d, -e, -c, -l, -m, -t, -r, -V, -Q".into());
     }
     Ok(Some(Args {
         home: m.opt_str("h").map(PathBuf::from).unwrap_or_default(),
