@@ -162,6 +162,9 @@ pub(super) unsafe fn configure(
         ] {
             check(method!(p, rep_set_timeout, which as c_int, micros(value)))?;
         }
+        // A turn's log records go to the other sites in one message at its
+        // commit, not in one send each from the reactor.
+        check(method!(p, rep_set_config, sys::DB_REP_CONF_BULK, 1))?;
         // A group of two can elect a new master when one dies (README,
         // "Replication").
         check(method!(

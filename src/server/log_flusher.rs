@@ -31,7 +31,6 @@
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -254,21 +253,23 @@ fn flush_loop(
             if p.committed == p.settled() && p.stopping {
                 return;
             }
-            p.committed
+            (p.committed, p.committed > p.settled())
         };
+        let (target, waiting) = target;
         let commits = shared.commits.load(Ordering::Relaxed);
         // The newest commit, the target's or a later one, for other sites
         // to confirm.
         let last = env.last_commit();
         let flushed = match &confirmation {
-            Some(c) if c.skip_flush => Ok(()),
+            Some(c) if c.skip_flush && waiting => Ok(()),
             _ => env.flush_log(),
         };
         if flushed.is_ok() {
             flushed_commits = commits;
         }
+        // Only turns that wait are confirmed, not a background flush.
         let flushed = match (flushed, confirmation.as_deref_mut(), last) {
-            (Ok(()), Some(c), Some(last)) => confirm(c, env, &last),
+            (Ok(()), Some(c), Some(last)) if waiting => confirm(c, env, &last),
             (flushed, _, _) => flushed,
         };
         let settled = {
@@ -293,6 +294,8 @@ fn flush_loop(
         }
         match flushed {
             Err(e) if fatal::check("flushing the log", e) => {}
+            // Logged by the confirmer.
+            Err(e) if e.is_unacknowledged() || e.is_superseded() => {}
             Err(e) if settled => log_limit::error!(
                 "log flush",
                 "flushing the log failed, sets not acknowledged: {e}"
