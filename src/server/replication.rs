@@ -64,13 +64,17 @@ impl Role {
 struct State {
     /// Whether Berkeley DB made this site the master.
     master: AtomicBool,
-    /// Set when another site answered a confirmation from a newer
-    /// generation: another master was elected while this one was away
-    /// (frozen, cut off). Berkeley DB steps it down once a message of the
-    /// new generation reaches it; until then the server stops acting as
-    /// master itself, so nothing more is committed that will be rolled
-    /// back. Cleared by Berkeley DB's next role event.
-    superseded: AtomicBool,
+    /// Counts Berkeley DB's role events.
+    role_events: AtomicU64,
+    /// Set (to the count of role events then, plus one) when another site
+    /// answered that a commit of this one is not in its history: another
+    /// master was elected while this one was away (frozen, cut off).
+    /// Berkeley DB steps it down once a message of the new generation
+    /// reaches it; until then the server stops acting as master itself,
+    /// so nothing more is committed that will be rolled back. Any later
+    /// role event ends it, including one that came while the answer was
+    /// on its way (0: not superseded).
+    superseded: AtomicU64,
     /// The master's site id, or -1.
     master_eid: AtomicI32,
     /// Commits whose acknowledgement policy was not met.
@@ -145,7 +149,8 @@ impl Replication {
     }
 
     pub fn role(&self) -> Role {
-        if self.state.superseded.load(Ordering::SeqCst) {
+        let events = self.state.role_events.load(Ordering::SeqCst);
+        if self.state.superseded.load(Ordering::SeqCst) == events + 1 {
             Role::Electing
         } else if self.state.master.load(Ordering::SeqCst) {
             Role::Master
@@ -158,11 +163,8 @@ impl Replication {
 
     fn on_event(&self, event: RepEvent) {
         let s = &self.state;
-        if matches!(
-            event,
-            RepEvent::Master | RepEvent::Client | RepEvent::NewMaster(_)
-        ) {
-            s.superseded.store(false, Ordering::SeqCst);
+        if !matches!(event, RepEvent::StartupDone | RepEvent::Connections) {
+            s.role_events.fetch_add(1, Ordering::SeqCst);
         }
         match event {
             RepEvent::Master => {
@@ -318,9 +320,11 @@ impl Confirmer {
     /// A site that is no longer the master confirms nothing (and counts no
     /// failure: the election decides what becomes of its last commits).
     pub fn confirm(&mut self, env: &Env, token: &CommitToken) -> Confirmation {
+        let r = self.replication.clone();
+        let events = r.state.role_events.load(Ordering::SeqCst);
         let confirmed = self.ask_sites(env, token);
-        let r = &self.replication;
-        if confirmed == Confirmation::Superseded && !r.state.superseded.swap(true, Ordering::SeqCst)
+        if confirmed == Confirmation::Superseded
+            && r.state.superseded.swap(events + 1, Ordering::SeqCst) != events + 1
         {
             log::warn!(
                 "replication: another site was elected master meanwhile; not serving as master"
