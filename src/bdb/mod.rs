@@ -46,9 +46,7 @@ pub use database::{Cursor, Database, IfMissing, QueueFormat};
 pub use env::{CacheStats, Env, EnvConfig, LockStats};
 pub use error::{Error, Result};
 pub use inspect::{version, EnvReport, QueueStat, Subsystems, LOG_MAGIC, LOG_VERSION};
-pub use replication::{
-    Channel, Confirmation, RepConfig, RepEvent, RepSite, RepStatus, SiteAddress,
-};
+pub use replication::{Channel, Confirmation, RepConfig, RepEvent, RepSite, SiteAddress};
 pub use txn::{CommitToken, Txn};
 
 /// Bytes of a DB_QUEUE page's header, before its records (without

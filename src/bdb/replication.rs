@@ -64,15 +64,6 @@ pub enum RepEvent {
     Panic,
 }
 
-/// A site's place in its group, as Berkeley DB reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RepStatus {
-    /// The master's site id, if there is one.
-    pub master: Option<i32>,
-    /// Elections this site took part in.
-    pub elections: u64,
-}
-
 /// Another member of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepSite {
@@ -95,7 +86,7 @@ pub enum Confirmation {
     Superseded = 2,
 }
 
-/// Timings of the group (docs/REPLICATION.md, "Timings").
+/// Timings of the group (README, "Replication", "Failover").
 const HEARTBEAT_SEND: Duration = Duration::from_millis(500);
 const HEARTBEAT_MONITOR: Duration = Duration::from_millis(2000);
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -318,28 +309,6 @@ unsafe fn confirm_here(env: *mut sys::DB_ENV, token: &[u8]) -> Confirmation {
     }
 }
 
-/// What `Env::rep_status` reports, for a raw handle.
-///
-/// # Safety
-///
-/// `env` is a live environment with replication.
-unsafe fn rep_status_of(env: *mut sys::DB_ENV) -> Result<RepStatus> {
-    let mut raw: *mut sys::DB_REP_STAT = ptr::null_mut();
-    // SAFETY: the caller's promise; the malloc'd result is read and freed
-    // exactly once.
-    unsafe {
-        check(method!(env, rep_stat, &mut raw, 0))?;
-        let stat = non_null(raw)?;
-        let s = stat.as_ref();
-        let status = RepStatus {
-            master: (s.st_master >= 0).then_some(s.st_master as i32),
-            elections: s.st_elections as u64,
-        };
-        libc::free(stat.as_ptr() as *mut c_void);
-        Ok(status)
-    }
-}
-
 /// The bytes of a DBT Berkeley DB filled.
 ///
 /// # Safety
@@ -382,11 +351,18 @@ impl Env {
         check(rc)
     }
 
-    /// The master's id and the elections held, as Berkeley DB reports
-    /// them.
-    pub fn rep_status(&self) -> Result<RepStatus> {
-        // SAFETY: a live environment with replication.
-        unsafe { rep_status_of(self.as_ptr()) }
+    /// How many elections this site took part in (DB_ENV->rep_stat).
+    pub fn rep_elections(&self) -> Result<u64> {
+        let mut raw: *mut sys::DB_REP_STAT = ptr::null_mut();
+        // SAFETY: a live environment with replication; the malloc'd result
+        // is read and freed exactly once.
+        unsafe {
+            check(method!(self.as_ptr(), rep_stat, &mut raw, 0))?;
+            let stat = non_null(raw)?;
+            let elections = stat.as_ref().st_elections as u64;
+            libc::free(stat.as_ptr() as *mut c_void);
+            Ok(elections)
+        }
     }
 
     /// The other members of the group this site knows of.

@@ -240,7 +240,7 @@ impl Replication {
     /// The reply to `stats replication`.
     pub fn report(&self, env: &Env) -> Vec<u8> {
         let sites = env.rep_sites().unwrap_or_default();
-        let elections = env.rep_status().map_or(0, |s| s.elections);
+        let elections = env.rep_elections().unwrap_or(0);
         let lines = [
             ("role", self.role().name().to_string()),
             ("master", self.master_address().unwrap_or_default()),
