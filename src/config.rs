@@ -449,6 +449,27 @@ mod tests {
     }
 
     #[test]
+    fn replication_options_are_parsed_with_their_defaults() {
+        let Invocation::Serve(c) = parse(&args(
+            "--rep-listen 10.0.0.2:22301 --rep-peer 10.0.0.1:22301 --rep-peer h:1",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        let rep = c.replication.expect("replication on");
+        assert_eq!(rep.listen.to_string(), "10.0.0.2:22301");
+        let peers: Vec<String> = rep.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(peers, ["10.0.0.1:22301", "h:1"]);
+        assert_eq!(rep.priority, 100);
+        assert_eq!(rep.ack, AckPolicy::Quorum);
+        assert_eq!(rep.ack_timeout_ms, 1000);
+        let Invocation::Serve(c) = parse(&[]).unwrap() else {
+            panic!()
+        };
+        assert!(c.replication.is_none());
+    }
+
+    #[test]
     fn defaults_match_the_original() {
         let Invocation::Serve(c) = parse(&[]).unwrap() else {
             panic!()
@@ -494,6 +515,16 @@ mod tests {
         assert!(parse(&args("--max-deliveries x")).is_err());
         assert!(parse(&args("--report-version 1.4.0")).is_ok());
         assert!(parse(&args("--report-version")).is_err());
+        for bad in [
+            "--rep-peer 10.0.0.1:22301",
+            "--rep-listen 10.0.0.1",
+            "--rep-listen 10.0.0.1:0",
+            "--rep-listen :22301",
+            "--rep-listen 10.0.0.1:22301 --rep-ack some",
+            "--rep-listen 10.0.0.1:22301 --rep-priority -1",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
         assert!(parse(&args("-x"))
             .unwrap_err()
             .0
