@@ -281,6 +281,12 @@ fn a_replica_refuses_every_changing_command_and_consumes_nothing() {
     // The master still has all three, in order.
     let bodies: Vec<Vec<u8>> = master.drain("jobs").into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, [b"m1".to_vec(), b"m2".to_vec(), b"m3".to_vec()]);
+
+    // Known limitation (README): with replicas connected, the master
+    // cannot delete a queue; it says so, and loses nothing.
+    master.set("kept", 0, b"k");
+    master.call(b"delete kept\r\n", b"SERVER_ERROR while delete a item\r\n");
+    assert_eq!(master.get("kept").map(|m| m.body), Some(b"k".to_vec()));
 }
 
 #[test]
@@ -400,6 +406,21 @@ fn a_restarted_master_rejoins_catches_up_and_its_home_then_serves_alone() {
 fn a_set_the_ack_policy_cannot_confirm_is_not_acknowledged_and_still_kept() {
     let mut group = Group::start(3, &["--rep-ack", "all", "--rep-ack-timeout", "300"]);
     let mut master = group.client(0);
+    // Replicas confirm once they have synced with the master's
+    // generation, which a loaded machine may take a moment to do.
+    let deadline = Instant::now() + ELECTION_BOUND;
+    loop {
+        master.send(&set_cmd(b"probe", 0, b"x"));
+        if master.read_line() == b"STORED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas never confirmed a set"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let perm_failed_before: u64 = replication_stats(&group, 0)["perm_failed"].parse().unwrap();
     master.set("jobs", 0, b"both replicas have it");
     group.take(2).kill9();
 
@@ -410,7 +431,8 @@ fn a_set_the_ack_policy_cannot_confirm_is_not_acknowledged_and_still_kept() {
     master
         .expect(b"SERVER_ERROR not acknowledged by enough replicas; it may still be delivered\r\n");
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(replication_stats(&group, 0)["perm_failed"], "1");
+    let perm_failed: u64 = replication_stats(&group, 0)["perm_failed"].parse().unwrap();
+    assert_eq!(perm_failed, perm_failed_before + 1);
     let bodies: Vec<Vec<u8>> = master.drain("jobs").into_iter().map(|m| m.body).collect();
     assert_eq!(
         bodies,

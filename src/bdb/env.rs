@@ -208,7 +208,7 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: a live environment; txn_begin writes a new handle.
         check(unsafe { method!(self.as_ptr(), txn_begin, ptr::null_mut(), &mut raw, 0) })?;
-        Txn::from_raw(self, non_null(raw)?)
+        Ok(Txn::from_raw(self, non_null(raw)?))
     }
 
     /// Whether the environment is a site of a replication group.

@@ -288,6 +288,8 @@ unsafe extern "C" fn on_message(
 ///
 /// `env` is a live, open environment.
 unsafe fn confirm_here(env: *mut sys::DB_ENV, token: &[u8]) -> Confirmation {
+    // The token: format version, generation, environment id, log file and
+    // offset, each a big-endian u32 (Berkeley DB's external form).
     let Ok(buf) = <[u8; 20]>::try_from(token) else {
         return Confirmation::No;
     };
@@ -304,8 +306,37 @@ unsafe fn confirm_here(env: *mut sys::DB_ENV, token: &[u8]) -> Confirmation {
                 Confirmation::No
             }
         }
-        sys::DB_NOTFOUND => Confirmation::Superseded,
+        // Not in this site's history. That settles it only once this site
+        // knows the token's generation: a site still behind the election
+        // that made the asker master says so of every commit of the new
+        // generation (until it has synced with it).
+        sys::DB_NOTFOUND => {
+            let token_generation = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            // SAFETY: the caller's promise.
+            match unsafe { generation_of(env) } {
+                Some(here) if here >= token_generation => Confirmation::Superseded,
+                _ => Confirmation::No,
+            }
+        }
         _ => Confirmation::No,
+    }
+}
+
+/// The replication generation this site is in (DB_ENV->rep_stat).
+///
+/// # Safety
+///
+/// `env` is a live environment with replication.
+unsafe fn generation_of(env: *mut sys::DB_ENV) -> Option<u32> {
+    let mut raw: *mut sys::DB_REP_STAT = ptr::null_mut();
+    // SAFETY: the caller's promise; the malloc'd result is read and freed
+    // exactly once.
+    unsafe {
+        check(method!(env, rep_stat, &mut raw, 0)).ok()?;
+        let stat = non_null(raw).ok()?;
+        let generation = stat.as_ref().st_gen;
+        libc::free(stat.as_ptr() as *mut c_void);
+        Some(generation)
     }
 }
 

@@ -25,22 +25,12 @@ pub struct Txn<'env> {
 
 impl<'env> Txn<'env> {
     /// Wraps a handle fresh from `txn_begin` on `env`.
-    pub(super) fn from_raw(env: &'env Env, ptr: NonNull<sys::DB_TXN>) -> Result<Txn<'env>> {
-        let mut txn = Txn {
+    pub(super) fn from_raw(env: &'env Env, ptr: NonNull<sys::DB_TXN>) -> Txn<'env> {
+        Txn {
             ptr: Some(ptr),
             token: None,
             env,
-        };
-        if env.is_replicated() {
-            let mut token = Box::new(sys::DB_TXN_TOKEN { buf: [0; 20] });
-            // SAFETY: a live transaction; the boxed token outlives the
-            // commit, which writes it. A replica refuses: its
-            // transactions only read, and are confirmed by nobody.
-            if unsafe { method!(ptr.as_ptr(), set_commit_token, &mut *token) } == 0 {
-                txn.token = Some(token);
-            }
         }
-        Ok(txn)
     }
 
     /// The handle, to pass to a call on `env` or one of its databases.
@@ -71,6 +61,17 @@ impl<'env> Txn<'env> {
 
     fn finish_commit(mut self, flags: u32) -> Result<()> {
         let ptr = self.ptr.take().expect("live transaction");
+        if self.env.is_replicated() {
+            // Asked for only now: a transaction that removed a database
+            // fails the removal with EINVAL when it was asked for before.
+            let mut token = Box::new(sys::DB_TXN_TOKEN { buf: [0; 20] });
+            // SAFETY: a live transaction; the boxed token outlives the
+            // commit, which writes it. A replica refuses: its
+            // transactions only read, and are confirmed by nobody.
+            if unsafe { method!(ptr.as_ptr(), set_commit_token, &mut *token) } == 0 {
+                self.token = Some(token);
+            }
+        }
         // SAFETY: `ptr` is a live transaction; commit frees it whatever the
         // result, and `take` makes sure it is never used again.
         check(unsafe { method!(ptr.as_ptr(), commit, flags) })?;

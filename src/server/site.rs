@@ -159,6 +159,18 @@ impl Site {
                 e.outcome = Outcome::Failed;
                 continue;
             }
+            let reads_queues = matches!(
+                e.command,
+                Command::StatsQueue
+                    | Command::DumpStats
+                    | Command::Get { .. }
+                    | Command::Checkpoint
+                    | Command::Archive
+            );
+            if !reads_queues {
+                answer_without_queues(e, stats, replication, &self.env);
+                continue;
+            }
             let reader = reader.get_or_insert_with(|| {
                 let store = self.settings.open(&self.env).ok()?;
                 self.replica_queues = store.queue_count();
@@ -204,8 +216,9 @@ impl Site {
     }
 }
 
-/// A replica's answer before any queue has arrived: no queues, no
-/// messages.
+/// A replica's answer without its queues: to the commands that need none,
+/// and, before any queue has arrived from the master, to the others as
+/// for no queues and no messages.
 fn answer_without_queues(e: &mut Entry, stats: &mut Stats, replication: &Replication, env: &Env) {
     match &e.command {
         Command::StatsReplication => e.reply = replication.report(env),
