@@ -506,12 +506,15 @@ struct Follower {
     turn: usize,
     /// Connections made so far: an open message belongs to one.
     connections: usize,
+    /// Where each request is cut into separate writes.
+    rng: Rng,
 }
 
 impl Follower {
-    fn new(ports: Arc<Mutex<Vec<u16>>>) -> Follower {
+    fn new(load: &Load, client: u64) -> Follower {
         Follower {
-            ports,
+            ports: load.ports.clone(),
+            rng: Rng::new(load.seed ^ (client + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             conn: None,
             next_port: None,
             turn: 0,
@@ -525,12 +528,21 @@ impl Follower {
         if self.conn.is_none() {
             self.connect();
         }
+        let rng = &mut self.rng;
         let Some((stream, reader)) = self.conn.as_mut() else {
             thread::sleep(Duration::from_millis(50));
             return None;
         };
         let reply = (|| -> std::io::Result<Answer> {
-            stream.write_all(request)?;
+            // One to three writes, cut at random places.
+            let mut rest = request;
+            for _ in 0..rng.next_u64() % 3 {
+                let cut = (rng.next_u64() as usize) % (rest.len() + 1);
+                stream.write_all(&rest[..cut])?;
+                rest = &rest[cut..];
+                thread::sleep(Duration::from_micros(rng.next_u64() % 500));
+            }
+            stream.write_all(rest)?;
             let mut line = String::new();
             if reader.read_line(&mut line)? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -574,6 +586,7 @@ impl Follower {
             ports[self.turn % ports.len()]
         });
         if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream.set_nodelay(true).unwrap();
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
@@ -584,8 +597,18 @@ impl Follower {
     }
 }
 
-fn producer(ports: Arc<Mutex<Vec<u16>>>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
-    let mut c = Follower::new(ports);
+/// What the load test's clients share.
+#[derive(Clone)]
+struct Load {
+    ports: Arc<Mutex<Vec<u16>>>,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+}
+
+fn producer(load: Load) {
+    let (seen, stop) = (load.seen.clone(), load.stop.clone());
+    let mut c = Follower::new(&load, 0);
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         let body = format!("p{n}");
@@ -603,8 +626,9 @@ fn producer(ports: Arc<Mutex<Vec<u16>>>, seen: Arc<Mutex<Seen>>, stop: Arc<Atomi
     }
 }
 
-fn plain_consumer(ports: Arc<Mutex<Vec<u16>>>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
-    let mut c = Follower::new(ports);
+fn plain_consumer(load: Load) {
+    let (seen, stop) = (load.seen.clone(), load.stop.clone());
+    let mut c = Follower::new(&load, 1);
     while !stop.load(Ordering::SeqCst) {
         match c.call(b"get jobs\r\n") {
             Some(Answer::Value(body)) => {
@@ -623,8 +647,9 @@ fn plain_consumer(ports: Arc<Mutex<Vec<u16>>>, seen: Arc<Mutex<Seen>>, stop: Arc
     }
 }
 
-fn reliable_consumer(ports: Arc<Mutex<Vec<u16>>>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
-    let mut c = Follower::new(ports);
+fn reliable_consumer(load: Load) {
+    let (seen, stop) = (load.seen.clone(), load.stop.clone());
+    let mut c = Follower::new(&load, 2);
     while !stop.load(Ordering::SeqCst) {
         let Some(Answer::Value(body)) = c.call(b"get jobs/open\r\n") else {
             thread::sleep(Duration::from_millis(5));
@@ -673,11 +698,17 @@ fn under_load_through_random_failovers_nothing_acknowledged_is_lost_or_taken_twi
     ));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = Arc::new(AtomicBool::new(false));
+    let load = Load {
+        ports: ports.clone(),
+        seen: seen.clone(),
+        stop: stop.clone(),
+        seed,
+    };
     let clients: Vec<_> = [producer, plain_consumer, reliable_consumer]
         .into_iter()
         .map(|client| {
-            let (ports, seen, stop) = (ports.clone(), seen.clone(), stop.clone());
-            thread::spawn(move || client(ports, seen, stop))
+            let load = load.clone();
+            thread::spawn(move || client(load))
         })
         .collect();
 
