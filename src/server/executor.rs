@@ -692,12 +692,25 @@ pub fn unconfirmed(entries: &mut [Entry], error: Option<bdb::Error>) {
         }
         return;
     }
+    let unacknowledged = error.is_some_and(bdb::Error::is_unacknowledged);
     let refusal = match error {
         Some(e) if e.is_disk_full() => reply::NO_SPACE,
-        Some(e) if e.is_unacknowledged() => reply::NOT_ACKNOWLEDGED,
+        _ if unacknowledged => reply::NOT_ACKNOWLEDGED,
         _ => reply::STORAGE_FAILED,
     };
-    for e in entries.iter_mut().filter(|e| e.outcome == Outcome::Stored) {
+    // With replication, a `/close` that hands out nothing is told its
+    // closing was not acknowledged (should a failover undo it, the message
+    // comes back: at least once).
+    let closes_only = |e: &Entry| match &e.command {
+        Command::Get { keys, .. } => keys
+            .iter()
+            .all(|k| k.options.close && !k.options.hands_out()),
+        _ => false,
+    };
+    for e in entries.iter_mut().filter(|e| {
+        e.outcome == Outcome::Stored
+            || (unacknowledged && e.outcome == Outcome::Answered && closes_only(e))
+    }) {
         e.reply.clear();
         refusal.encode(&mut e.reply);
         e.outcome = Outcome::Failed;
