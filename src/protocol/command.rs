@@ -39,6 +39,9 @@ pub enum Command {
     Flush { queue: Vec<u8> },
     /// `quit`: close the connection without a reply.
     Quit,
+    /// Binary `Noop` and meta `mn`: runs nothing; its answer marks that
+    /// every request before it has been answered.
+    Noop,
     /// A request answered without running anything.
     Refused(Refusal),
 }

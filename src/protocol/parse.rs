@@ -1,7 +1,9 @@
 //! Turns the bytes a client sent into commands, one frame at a time.
 
 use super::command::{Command, Refusal};
+use super::dialect::Dialect;
 use super::key::{GetKey, KeyError};
+use super::meta;
 use super::numbers;
 use super::reply::{self, Reply};
 use crate::item;
@@ -26,15 +28,19 @@ pub struct Frame {
     /// Bytes of a refused data block still to be discarded after `consumed`,
     /// as they arrive (a block may be far larger than any buffer we keep).
     pub discard: u64,
+    /// How the reply goes back: text, or the meta or binary framing the
+    /// request came in.
+    pub dialect: Dialect,
 }
 
 impl Frame {
-    fn new(command: Command, consumed: usize) -> Frame {
+    pub(super) fn new(command: Command, consumed: usize) -> Frame {
         Frame {
             command,
             noreply: false,
             consumed,
             discard: 0,
+            dialect: Dialect::Text,
         }
     }
 }
@@ -153,6 +159,7 @@ impl Parser {
             (b"db_checkpoint", 0) => Command::Checkpoint,
             (b"db_archive", 0) => Command::Archive,
             (b"dump_stats", 0) => Command::DumpStats,
+            (name, _) if meta::is_meta(name) => return meta::parse(self, name, args, buf, consumed),
             (b"flush", 1) => match self.valid_key(args[0]) {
                 true => Command::Flush {
                     queue: args[0].to_vec(),
@@ -211,39 +218,103 @@ impl Parser {
         let Some(len) = numbers::data_len(len) else {
             return Some(Frame::new(refused(reply::BAD_FORMAT), line_len));
         };
-        let block = len + 2;
-        let refuse = |answer| {
-            Some(Frame {
-                discard: block,
-                ..Frame::new(refused(answer), line_len)
-            })
+        let refusal = match numbers::flags(flags) {
+            Some(flags) if self.valid_key(key) && numbers::exptime(exptime).is_some() => {
+                self.too_large(key, flags, len).then_some(reply::TOO_LARGE)
+            }
+            _ => Some(reply::BAD_FORMAT),
         };
-        let flags = numbers::flags(flags);
-        if !self.valid_key(key) || flags.is_none() || numbers::exptime(exptime).is_none() {
-            return refuse(reply::BAD_FORMAT);
+        let flags = numbers::flags(flags).unwrap_or_default();
+        match self.data_block(buf, line_len, len, refusal)? {
+            Ok(data) => Some(Frame::new(self.store(key, flags, data), line_len + data.len() + 2)),
+            Err(frame) => Some(frame),
         }
-        let flags = flags.unwrap_or_default();
+    }
+
+    /// The data block of `len` bytes and `\r\n` that follows a storage
+    /// command's line of `line_len` bytes: `Ok` with the data once it is all
+    /// in `buf`, or the frame that answers without storing (the `refusal`
+    /// given, or a bad block end). A refused block is skipped as it
+    /// arrives, never buffered.
+    pub(super) fn data_block<'b>(
+        &self,
+        buf: &'b [u8],
+        line_len: usize,
+        len: u64,
+        refusal: Option<Reply<'static>>,
+    ) -> Option<Result<&'b [u8], Frame>> {
+        if let Some(answer) = refusal {
+            return Some(Err(Frame {
+                discard: len + 2,
+                ..Frame::new(refused(answer), line_len)
+            }));
+        }
         let len = len as usize;
-        let suffix = item::suffix(flags, len);
-        if item::encoded_len(key, &suffix, len) > self.record_len {
-            return refuse(reply::TOO_LARGE);
-        }
         let end = line_len + len + 2;
         if buf.len() < end {
             return None;
         }
-        let data = &buf[line_len..line_len + len];
         if &buf[end - 2..end] != b"\r\n" {
-            return Some(Frame::new(Command::Refused(Refusal::BadDataChunk), end));
+            return Some(Err(Frame::new(Command::Refused(Refusal::BadDataChunk), end)));
         }
-        let mut rec = Vec::new();
-        item::encode(&mut rec, key, flags, data);
-        let command = Command::Set {
-            queue: key.to_vec(),
-            record: rec,
-        };
-        Some(Frame::new(command, end))
+        Some(Ok(&buf[line_len..line_len + len]))
     }
+
+    /// Whether a message of `len` bytes with `flags` is too large for a
+    /// record of queue `key`.
+    pub(super) fn too_large(&self, key: &[u8], flags: u32, len: u64) -> bool {
+        let len = len as usize;
+        item::encoded_len(key, &item::suffix(flags, len), len) > self.record_len
+    }
+
+    /// Whether a message of `data_len` bytes, with flags `0` and a name of
+    /// `key_len` bytes (beside the name's own bytes, for a name not read
+    /// yet), could fit a record at all.
+    pub(super) fn fits(&self, key_len: usize, data_len: usize) -> bool {
+        let suffix = item::suffix(0, data_len);
+        item::encoded_len(&[], &suffix, data_len) + key_len <= self.record_len
+    }
+
+    /// The command that appends `data` with `flags` to queue `key`, or
+    /// answers why it cannot.
+    pub(super) fn store(&self, key: &[u8], flags: u32, data: &[u8]) -> Command {
+        if !self.valid_key(key) {
+            return refused(reply::BAD_FORMAT);
+        }
+        let suffix = item::suffix(flags, data.len());
+        if item::encoded_len(key, &suffix, data.len()) > self.record_len {
+            return refused(reply::TOO_LARGE);
+        }
+        let mut record = Vec::new();
+        item::encode(&mut record, key, flags, data);
+        Command::Set {
+            queue: key.to_vec(),
+            record,
+        }
+    }
+
+    /// A `get` of one key that came without a text line around it (binary
+    /// and meta): refused if it holds a byte no text line could carry, as
+    /// queue names must read back in `stats queue`.
+    pub(super) fn get_one(&self, key: &[u8], cas: bool) -> Command {
+        match line_safe(key) {
+            true => self.get(&[key], cas),
+            false => refused(reply::BAD_FORMAT),
+        }
+    }
+
+    /// A `delete` of a key that came without a text line (see `get_one`).
+    pub(super) fn delete_one(&self, key: &[u8]) -> Command {
+        match line_safe(key) {
+            true => self.delete(key),
+            false => refused(reply::BAD_FORMAT),
+        }
+    }
+}
+
+/// Whether `key` could be a token of a text command line.
+fn line_safe(key: &[u8]) -> bool {
+    !key.iter().any(|&b| matches!(b, b' ' | b'\r' | b'\n' | 0))
 }
 
 /// A storage command that is not run (`set` with the wrong number of
@@ -265,7 +336,7 @@ fn refuse_storage(answer: Reply<'static>, args: &[&[u8]], line_len: usize) -> Fr
 }
 
 /// A request answered with `reply` and nothing run.
-fn refused(reply: Reply<'static>) -> Command {
+pub(super) fn refused(reply: Reply<'static>) -> Command {
     Command::Refused(Refusal::Reply(reply))
 }
 

@@ -83,6 +83,11 @@ pub const MULTI_PACKET: Reply = Reply::ServerError("multi-packet request not sup
 pub const UDP_REPLY_TOO_LARGE: Reply = Reply::ServerError("reply too large for UDP");
 pub const CONFLICTING_OPTIONS: Reply = Reply::ClientError("conflicting options");
 pub const CLOSE_FIRST: Reply = Reply::ClientError("close current item first");
+pub const BAD_MAGIC: Reply = Reply::ClientError("bad magic byte");
+pub const BAD_HEADER: Reply = Reply::ClientError("key and extras longer than the body");
+pub const BODY_TOO_LARGE: Reply = Reply::ClientError("body too large");
+pub const INVALID_FLAG: Reply = Reply::ClientError("invalid flag");
+pub const NOT_FOR_QUEUES: Reply = Reply::ClientError("not supported by a queue");
 
 impl Reply<'_> {
     /// Appends the reply's bytes to `out`.

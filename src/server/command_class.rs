@@ -88,7 +88,10 @@ pub fn class_of(command: &Command) -> Class {
             closes: true,
             ..line
         },
-        Command::Refused(Refusal::Reply(_)) | Command::Version | Command::Verbosity => Class {
+        Command::Refused(Refusal::Reply(_))
+        | Command::Version
+        | Command::Verbosity
+        | Command::Noop => Class {
             execution: Execution::Shared,
             ..line
         },

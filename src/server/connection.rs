@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 
 use super::get_slices::{self, GetSlice, RestOfGet};
 use super::socket::Stream;
-use crate::protocol::{Command, Parser};
+use crate::protocol::{binary, Command, Dialect, Parser};
 
 /// Bytes asked of the socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -45,6 +45,16 @@ pub struct Taken {
     pub noreply: bool,
     /// Which slice of a long `get` it is, if it is one.
     pub slice: Option<GetSlice>,
+    /// How its reply goes back.
+    pub dialect: Dialect,
+}
+
+/// The framing a connection speaks, fixed by its first byte as memcached
+/// does: binary requests start with their magic, text (and meta) never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Text,
+    Binary,
 }
 
 pub struct Connection {
@@ -59,6 +69,8 @@ pub struct Connection {
     filled: usize,
     /// Bytes of a refused data block still to be thrown away as they come.
     discard: u64,
+    /// Known once the first byte has arrived.
+    framing: Option<Framing>,
     /// Replies not yet written start at `output[written..]`.
     output: Vec<u8>,
     written: usize,
@@ -90,6 +102,7 @@ impl Connection {
             parsed: 0,
             filled: 0,
             discard: 0,
+            framing: None,
             output: Vec::new(),
             written: 0,
             phase: Phase::Reading,
@@ -160,6 +173,7 @@ impl Connection {
                 command,
                 noreply: false,
                 slice: Some(slice),
+                dialect: Dialect::Text,
             });
         }
         if self.discard > 0 {
@@ -170,7 +184,15 @@ impl Connection {
                 return None;
             }
         }
-        let frame = parser.parse(&self.input[self.parsed..self.filled])?;
+        let unparsed = &self.input[self.parsed..self.filled];
+        let framing = *self.framing.get_or_insert(match unparsed.first()? {
+            &binary::REQUEST_MAGIC => Framing::Binary,
+            _ => Framing::Text,
+        });
+        let frame = match framing {
+            Framing::Text => parser.parse(unparsed)?,
+            Framing::Binary => binary::parse(parser, unparsed)?,
+        };
         self.parsed += frame.consumed;
         self.discard = frame.discard;
         let (command, sliced) = get_slices::split(frame.command, keys_per_slice);
@@ -182,6 +204,7 @@ impl Connection {
             command,
             noreply: frame.noreply,
             slice,
+            dialect: frame.dialect,
         })
     }
 

@@ -105,6 +105,7 @@ impl Datagrams {
                 payload = &payload[skip..];
                 entries.push(Entry {
                     noreply: frame.noreply,
+                    dialect: frame.dialect,
                     ..Entry::new(origin, frame.command)
                 });
             }

@@ -12,7 +12,7 @@ use super::{Durability, QueueStatsFormat};
 use crate::bdb::{self, Txn};
 use crate::fatal;
 use crate::log_limit;
-use crate::protocol::{reply, Command, Refusal, Reply};
+use crate::protocol::{reply, Command, Dialect, Refusal, Reply};
 use crate::queue_name::CreateRefusal;
 use crate::stats::Stats;
 
@@ -139,6 +139,9 @@ pub struct Entry {
     pub wait: Wait,
     /// Which slice of a long `get` this is, if it is one (`get_slices`).
     pub slice: Option<GetSlice>,
+    /// The framing its reply goes back in: the reply above is made in
+    /// text, and re-encoded on delivery (`protocol::Dialect`).
+    pub dialect: Dialect,
 }
 
 impl Entry {
@@ -153,6 +156,7 @@ impl Entry {
             outcome: Outcome::Answered,
             wait: Wait::default(),
             slice: None,
+            dialect: Dialect::Text,
         }
     }
 }

@@ -87,6 +87,7 @@ pub fn gather(
                 Wait::default()
             },
             slice: taken.slice,
+            dialect: taken.dialect,
             ..Entry::new(Origin::Conn { index, id: conn.id }, taken.command)
         });
         if class.closes {

@@ -25,7 +25,7 @@ use super::socket::{Listener, Listeners, Stream};
 use super::waiting::{self, Parked, Waiting};
 use super::ServeOptions;
 use crate::log_limit;
-use crate::protocol::{reply, Parser, Reply, MAX_GET_LINE, MAX_LINE};
+use crate::protocol::{reply, Dialect, Parser, Reply, MAX_GET_LINE, MAX_LINE};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -431,6 +431,8 @@ impl Reactor {
             }
             if entry.noreply {
                 entry.reply.clear();
+            } else if entry.dialect != Dialect::Text {
+                entry.reply = entry.dialect.encode(std::mem::take(&mut entry.reply));
             }
             if let Some((origin, reply)) = datagram_reply.take() {
                 if origin == entry.origin {
