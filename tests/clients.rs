@@ -12,6 +12,12 @@
 //!   connection and nothing is stored.
 //! - gomemcache's `Get` sends `gets`, which takes a message like `get` and
 //!   adds the record number as the cas value.
+//!
+//! And the clients of the other two protocols (issue 17), each through 100
+//! messages in order, an unsupported command in the middle that leaves it
+//! in step, a reliable read, its multi-get and its stats where it has them:
+//! Ruby's dalli 3.0 and node's memjs (binary), python-binary-memcached
+//! (binary) and meta-memcache (meta commands).
 
 mod common;
 
@@ -625,4 +631,232 @@ fn pymemcache_get_many_of_600_queues_is_served_in_slices_whole() {
     let port = server.port.to_string();
     let out = run(&python, &["-c", PY_GET_MANY_SCRIPT, &port], PY_HINT);
     assert_lines(&out, &["600 True", "0"]);
+}
+
+/// What to do when Ruby or dalli is missing.
+const RUBY_HINT: &str = "run scripts/test, which installs ruby and ruby-dalli";
+
+/// dalli 3.0 (Debian's ruby-dalli), binary protocol, default settings (its
+/// values are Marshal'ed, flag 1, and come back unmarshaled): `add` is
+/// "not stored" and `incr` an error the client raises and survives;
+/// `get_multi` pipelines `GetKQ`s and a `Noop`.
+const DALLI_SCRIPT: &str = r#"
+require 'dalli'
+c = Dalli::Client.new("127.0.0.1:#{ARGV[0]}", socket_timeout: 10)
+puts c.version.values.first
+want = (0...100).map { |i| format('message %03d', i) }
+want.each { |m| c.set('jobs', m) }
+got = (0...50).map { c.get('jobs') }
+puts got == want[0...50]
+puts c.add('jobs', 'x').inspect
+begin
+  c.incr('jobs', 1)
+rescue Dalli::DalliError => e
+  puts "incr: #{e.message}"
+end
+got = (50...100).map { c.get('jobs') }
+puts got == want[50...100]
+puts c.get('jobs').inspect
+c.set('work', 'w1')
+puts c.get('work/open').inspect
+puts c.get('work/close').inspect
+puts c.get('work').inspect
+c.set('a', 'x1')
+c.set('b', 'y1')
+puts c.get_multi('a', 'missing', 'b').sort.inspect
+puts c.stats.values.first['version']
+"#;
+
+#[test]
+fn dalli_over_the_binary_protocol() {
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run("ruby", &["-e", DALLI_SCRIPT, &port], RUBY_HINT);
+    assert_lines(
+        &out,
+        &[
+            "0.2.1",
+            "true",
+            "false",
+            "incr: Response error 129: Unknown command",
+            "true",
+            "nil",
+            "\"w1\"",
+            "nil",
+            "nil",
+            "[[\"a\", \"x1\"], [\"b\", \"y1\"]]",
+            "0.2.1",
+        ],
+    );
+    let mut c = server.client();
+    assert_eq!(
+        c.queue_stats(),
+        ["STAT a 1/1", "STAT b 1/1", "STAT jobs 100/100", "STAT work 1/1"]
+    );
+}
+
+/// What to do when node or memjs is missing.
+const NODE_HINT: &str = "run scripts/test, which installs memjs with npm and exports \
+                         MEMCACHEQ_TEST_NODE_PATH";
+
+/// memjs (npm), binary protocol, default settings but no retries; it has
+/// no multi-get, and `statsWithKey` asks `Stat` with a key (`queue`).
+const MEMJS_SCRIPT: &str = r#"
+const memjs = require('memjs');
+const c = memjs.Client.create(`127.0.0.1:${process.argv[1]}`, {retries: 0, timeout: 10, logger: {log() {}}});
+const text = (r) => (r.value === null ? 'null' : r.value.toString());
+(async () => {
+  const want = Array.from({length: 100}, (_, i) => `message ${String(i).padStart(3, '0')}`);
+  for (const m of want) await c.set('jobs', m, {});
+  const got = [];
+  for (let i = 0; i < 50; i++) got.push(text(await c.get('jobs')));
+  console.log(JSON.stringify(got) === JSON.stringify(want.slice(0, 50)));
+  console.log(await c.add('jobs', 'x', {}));
+  try { await c.increment('jobs', 1, {}); console.log('incr stored'); } catch (e) { console.log(e.message); }
+  for (let i = 50; i < 100; i++) got.push(text(await c.get('jobs')));
+  console.log(JSON.stringify(got) === JSON.stringify(want));
+  console.log(text(await c.get('jobs')));
+  await c.set('work', 'w1', {});
+  console.log(text(await c.get('work/open')));
+  console.log(text(await c.get('work/close')));
+  console.log(text(await c.get('work')));
+  await new Promise((done) => c.stats((err, server, stats) => { console.log(err, stats.version); done(); }));
+  await new Promise((done) => c.statsWithKey('queue', (err, server, stats) => { console.log(err, JSON.stringify(stats)); done(); }));
+  c.close();
+})().catch((e) => { console.log('failed:', e.message); c.close(); process.exit(1); });
+"#;
+
+#[test]
+fn memjs_over_the_binary_protocol() {
+    let node_path = std::env::var("MEMCACHEQ_TEST_NODE_PATH").unwrap_or_default();
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = Command::new("node")
+        .args(["-e", MEMJS_SCRIPT, &port])
+        .env("NODE_PATH", &node_path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}); {NODE_HINT}"));
+    assert_lines(
+        &out,
+        &[
+            "true",
+            "false",
+            "MemJS INCREMENT: Unknown command",
+            "true",
+            "null",
+            "w1",
+            "null",
+            "null",
+            "null 0.2.1",
+            "null {\"jobs\":\"100/100\",\"work\":\"1/1\"}",
+        ],
+    );
+}
+
+/// python-binary-memcached (module bmemcached), default settings:
+/// `get_multi` sends `GetKQ`s and a `Noop`; `stats("queue")` asks `Stat`
+/// with a key.
+const BMEMCACHED_SCRIPT: &str = r#"
+import sys
+import bmemcached
+c = bmemcached.Client(["127.0.0.1:" + sys.argv[1]])
+want = ["message %03d" % i for i in range(100)]
+print(all(c.set("jobs", m) for m in want))
+print([c.get("jobs") for _ in range(50)] == want[:50])
+print(c.add("jobs", "x"))
+try:
+    c.incr("jobs", 1)
+except bmemcached.exceptions.MemcachedException as e:
+    print("incr:", e)
+print([c.get("jobs") for _ in range(50)] == want[50:])
+print(c.get("jobs"))
+c.set("work", "w1")
+print(c.get("work/open"), c.get("work/close"), c.get("work"))
+c.set("a", "x1")
+c.set("b", "y1")
+print(sorted(c.get_multi(["a", "missing", "b"]).items()))
+print(list(c.stats().values())[0]["version"])
+print(sorted(list(c.stats("queue").values())[0].items()))
+"#;
+
+#[test]
+fn python_binary_memcached_over_the_binary_protocol() {
+    let python = python_with("bmemcached");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", BMEMCACHED_SCRIPT, &port], PY_HINT);
+    assert_lines(
+        &out,
+        &[
+            "True",
+            "True",
+            "False",
+            "incr: Code: 129 Message: b'Unknown command' (code 129)",
+            "True",
+            "None",
+            "w1 None None",
+            "[('a', 'x1'), ('b', 'y1')]",
+            "b'0.2.1'",
+            "[('a', b'1/1'), ('b', b'1/1'), ('jobs', b'100/100'), ('work', b'1/1')]",
+        ],
+    );
+}
+
+/// meta-memcache, default settings (its gets ask `v t f l h`): an `add`
+/// (`ms ... ME`) is not stored, `ma` answers as for a missing counter,
+/// `multi_get` pipelines `mg`s.
+const META_MEMCACHE_SCRIPT: &str = r#"
+import sys
+from meta_memcache import CacheClient, Key, ServerAddress, connection_pool_factory_builder
+from meta_memcache.protocol import SetMode
+c = CacheClient.cache_client_from_servers(
+    servers=[ServerAddress(host="127.0.0.1", port=int(sys.argv[1]))],
+    connection_pool_factory_fn=connection_pool_factory_builder(),
+)
+want = ["message %03d" % i for i in range(100)]
+print(all(c.set(Key("jobs"), m, ttl=0) for m in want))
+print([c.get(Key("jobs")) for _ in range(50)] == want[:50])
+print(c.set(Key("jobs"), "x", ttl=0, set_mode=SetMode.ADD))
+print(c.delta(Key("jobs"), 1))
+print([c.get(Key("jobs")) for _ in range(50)] == want[50:])
+print(c.get(Key("jobs")))
+c.set(Key("work"), "w1", ttl=0)
+print(c.get(Key("work/open")), c.get(Key("work/close")), c.get(Key("work")))
+c.set(Key("a"), "x1", ttl=0)
+c.set(Key("b"), "y1", ttl=0)
+print(sorted((k.key, v) for k, v in c.multi_get([Key("a"), Key("missing"), Key("b")]).items()))
+print(c.delete(Key("a")), c.delete(Key("a")))
+"#;
+
+/// meta-memcache has no stats call; the server's `stats queue` is checked
+/// instead.
+#[test]
+fn meta_memcache_over_meta_commands() {
+    let python = python_with("meta_memcache");
+    let home = Home::new();
+    let server = home.start(&[]);
+    let port = server.port.to_string();
+    let out = run(&python, &["-c", META_MEMCACHE_SCRIPT, &port], PY_HINT);
+    assert_lines(
+        &out,
+        &[
+            "True",
+            "True",
+            "False",
+            "False",
+            "True",
+            "None",
+            "w1 None None",
+            "[('a', 'x1'), ('b', 'y1'), ('missing', None)]",
+            "True False",
+        ],
+    );
+    let mut c = server.client();
+    assert_eq!(
+        c.queue_stats(),
+        ["STAT b 1/1", "STAT jobs 100/100", "STAT work 1/1"]
+    );
 }
