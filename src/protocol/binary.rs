@@ -199,7 +199,7 @@ pub fn parse(parser: &Parser, buf: &[u8]) -> Option<Frame> {
         }
         op::SET | op::SETQ => {
             let flags = u32::from_be_bytes([extras[0], extras[1], extras[2], extras[3]]);
-            parser.store(key, flags, value)
+            parser.store_one(key, flags, value)
         }
         op::DELETE | op::DELETEQ => parser.delete_one(key),
         op::NOOP => Command::Noop,

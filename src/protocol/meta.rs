@@ -225,7 +225,7 @@ fn set(
     let frame = match parser.data_block(buf, line_len, len, refusal)? {
         Ok(data) => {
             let key = key.unwrap_or_default();
-            let command = parser.store(&key, flags.client_flags, data);
+            let command = parser.store_one(&key, flags.client_flags, data);
             Frame::new(command, line_len + data.len() + 2)
         }
         Err(frame) => frame,

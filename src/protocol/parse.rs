@@ -277,7 +277,7 @@ impl Parser {
 
     /// The command that appends `data` with `flags` to queue `key`, or
     /// answers why it cannot.
-    pub(super) fn store(&self, key: &[u8], flags: u32, data: &[u8]) -> Command {
+    fn store(&self, key: &[u8], flags: u32, data: &[u8]) -> Command {
         if !self.valid_key(key) {
             return refused(reply::BAD_FORMAT);
         }
@@ -290,6 +290,14 @@ impl Parser {
         Command::Set {
             queue: key.to_vec(),
             record,
+        }
+    }
+
+    /// A `store` of a key that came without a text line (see `get_one`).
+    pub(super) fn store_one(&self, key: &[u8], flags: u32, data: &[u8]) -> Command {
+        match line_safe(key) {
+            true => self.store(key, flags, data),
+            false => refused(reply::BAD_FORMAT),
         }
     }
 
