@@ -692,7 +692,12 @@ fn dalli_over_the_binary_protocol() {
     let mut c = server.client();
     assert_eq!(
         c.queue_stats(),
-        ["STAT a 1/1", "STAT b 1/1", "STAT jobs 100/100", "STAT work 1/1"]
+        [
+            "STAT a 1/1",
+            "STAT b 1/1",
+            "STAT jobs 100/100",
+            "STAT work 1/1"
+        ]
     );
 }
 

@@ -1,6 +1,8 @@
 //! Fuzzing the framing, bounded in time so that it runs in CI (issue 19):
 //! random mixes of well-formed commands, near-misses (bad lengths, stray
-//! arguments, long lines, hostile names) and raw garbage.
+//! arguments, long lines, hostile names) and raw garbage, in text and meta
+//! commands, and in binary frames (issue 17) with lying lengths, unknown
+//! opcodes and garbage after them.
 //!
 //! - In process, against the parser: it never panics, every frame uses at
 //!   least one byte and no more than it was given, and the frames do not
@@ -17,7 +19,7 @@
 mod common;
 
 use common::*;
-use memcacheq::protocol::{Command, Parser, Refusal, MAX_LINE};
+use memcacheq::protocol::{binary, Command, Parser, Refusal, MAX_LINE};
 use memcacheq::queue_name::NameRules;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -84,7 +86,8 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
                 let keys: Vec<String> = keys.into_iter().map(|(n, o)| format!("{n}{o}")).collect();
                 format!("{verb} {}{end}", keys.join(" ")).into_bytes()
             }),
-        name.prop_map(|n| format!("delete {n}\r\n").into_bytes()),
+        name.clone()
+            .prop_map(|n| format!("delete {n}\r\n").into_bytes()),
         prop_oneof![
             Just(&b"stats\r\n"[..]),
             Just(&b"stats queue\r\n"[..]),
@@ -97,6 +100,33 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
             Just(&b"incr q 1\r\n"[..]),
         ]
         .prop_map(<[u8]>::to_vec),
+        // A meta command with flags, sensible or not.
+        (
+            prop_oneof![
+                Just("mg"),
+                Just("ms"),
+                Just("md"),
+                Just("mn"),
+                Just("ma"),
+                Just("me")
+            ],
+            name.clone(),
+            proptest::collection::vec("[vqkbfstcOFMCETZx][0-9A-Za-z=]{0,3}", 0..5),
+            0usize..6,
+        )
+            .prop_map(|(verb, name, flags, body)| {
+                let len = if verb == "ms" {
+                    format!(" {body}")
+                } else {
+                    String::new()
+                };
+                let mut out = format!("{verb} {name}{len} {}\r\n", flags.join(" ")).into_bytes();
+                if verb == "ms" {
+                    out.extend(std::iter::repeat_n(b'y', body));
+                    out.extend_from_slice(b"\r\n");
+                }
+                out
+            }),
         // A line longer than any line may be.
         (0usize..3).prop_map(|n| vec![b'g'; MAX_LINE + n]),
         proptest::collection::vec(
@@ -108,6 +138,61 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
 
 fn input() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(piece(), 1..12).prop_map(|pieces| pieces.concat())
+}
+
+/// One binary request: a known or random opcode, extras, key and value of
+/// random sizes, and a body length that is sometimes a lie.
+fn binary_piece() -> impl Strategy<Value = Vec<u8>> {
+    let opcode = prop_oneof![
+        Just(0x00u8),
+        Just(0x01),
+        Just(0x04),
+        Just(0x09),
+        Just(0x0a),
+        Just(0x0d),
+        Just(0x10),
+        Just(0x11),
+        Just(0x07),
+        any::<u8>(),
+    ];
+    let key = prop_oneof![
+        Just(b"q".to_vec()),
+        Just(b"fz/open".to_vec()),
+        Just(b"queue".to_vec()),
+        Just(b"a b".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..6),
+    ];
+    (
+        opcode,
+        prop_oneof![Just(0usize), Just(8), 0usize..24],
+        key,
+        0usize..40,
+        prop_oneof![Just(0i64), Just(0i64), -3i64..3, Just(1 << 31)],
+        any::<u32>(),
+    )
+        .prop_map(|(opcode, extras, key, value, lie, opaque)| {
+            let body = (extras + key.len() + value) as i64 + lie;
+            let mut out = vec![0x80, opcode];
+            out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            out.push(extras as u8);
+            out.extend_from_slice(&[0, 0, 0]);
+            out.extend_from_slice(&(body.clamp(0, u32::MAX.into()) as u32).to_be_bytes());
+            out.extend_from_slice(&opaque.to_be_bytes());
+            out.extend_from_slice(&[0; 8]);
+            out.extend(std::iter::repeat_n(0u8, extras));
+            out.extend_from_slice(&key);
+            out.extend(std::iter::repeat_n(b'v', value));
+            out
+        })
+}
+
+/// Binary requests, now and then followed by garbage.
+fn binary_input() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::collection::vec(binary_piece(), 1..10),
+        proptest::collection::vec(any::<u8>(), 0..3),
+    )
+        .prop_map(|(pieces, garbage)| [pieces.concat(), garbage].concat())
 }
 
 /// Where to split an input into reads: cut points as fractions.
@@ -123,7 +208,7 @@ fn parser() -> Parser {
 /// `reads`: each read is appended, then every complete frame is parsed and
 /// the bytes of a refused block are thrown away as they come. Stops at a
 /// frame that closes the connection.
-fn frames(parser: &Parser, reads: &[&[u8]]) -> Result<Vec<String>, TestCaseError> {
+fn frames(parser: &Parser, reads: &[&[u8]], binary: bool) -> Result<Vec<String>, TestCaseError> {
     let mut buffer: Vec<u8> = Vec::new();
     let mut discard = 0u64;
     let mut out = Vec::new();
@@ -136,7 +221,12 @@ fn frames(parser: &Parser, reads: &[&[u8]]) -> Result<Vec<String>, TestCaseError
             if discard > 0 {
                 break;
             }
-            let Some(frame) = parser.parse(&buffer) else {
+            // The connection's framing is fixed by its first byte.
+            let frame = match binary {
+                true => binary::parse(parser, &buffer),
+                false => parser.parse(&buffer),
+            };
+            let Some(frame) = frame else {
                 break;
             };
             prop_assert!(
@@ -148,7 +238,10 @@ fn frames(parser: &Parser, reads: &[&[u8]]) -> Result<Vec<String>, TestCaseError
             buffer.drain(..frame.consumed);
             discard = frame.discard;
             let closes = matches!(frame.command, Command::Refused(Refusal::ReplyAndClose(_)));
-            out.push(format!("{:?} noreply={}", frame.command, frame.noreply));
+            out.push(format!(
+                "{:?} noreply={} {:?}",
+                frame.command, frame.noreply, frame.dialect
+            ));
             if closes {
                 return Ok(out);
             }
@@ -167,9 +260,13 @@ fn the_parser_frames_any_input_the_same_however_it_is_split() {
     let cases = env_number("MEMCACHEQ_FUZZ_CASES", 256) as u32;
     let (mut runner, seed) = runner(cases);
     let parser = parser();
-    let result = runner.run(&(input(), cuts()), |(input, cuts)| {
-        let whole = frames(&parser, &[&input])?;
-        let split = frames(&parser, &split_at(&input, &cuts))?;
+    let inputs = prop_oneof![
+        input().prop_map(|i| (i, false)),
+        binary_input().prop_map(|i| (i, true))
+    ];
+    let result = runner.run(&(inputs, cuts()), |((input, binary), cuts)| {
+        let whole = frames(&parser, &[&input], binary)?;
+        let split = frames(&parser, &split_at(&input, &cuts), binary)?;
         prop_assert_eq!(whole, split);
         Ok(())
     });
@@ -213,7 +310,8 @@ fn the_server_survives_any_input_and_keeps_what_it_stored() {
     let mut keeper = server.client();
     keeper.set("keep", 7, b"kept through the fuzz");
     let port = server.port;
-    let result = runner.run(&(input(), cuts(), any::<bool>()), |(input, cuts, half)| {
+    let inputs = prop_oneof![input(), binary_input()];
+    let result = runner.run(&(inputs, cuts(), any::<bool>()), |(input, cuts, half)| {
         throw_at(port, &input, &cuts, half);
         Ok(())
     });

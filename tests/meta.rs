@@ -12,7 +12,10 @@ fn ms_then_mg_takes_in_order_with_the_flags_asked() {
     let (_home, server) = start(&[]);
     let mut c = server.client();
     c.call(b"ms jobs 5 F7 T0\r\nfirst\r\n", b"HD\r\n");
-    c.call(b"ms jobs 6 F4294967295 Oab k\r\nsecond\r\n", b"HD Oab kjobs\r\n");
+    c.call(
+        b"ms jobs 6 F4294967295 Oab k\r\nsecond\r\n",
+        b"HD Oab kjobs\r\n",
+    );
     c.call(b"ms jobs 5\r\nthird\r\n", b"HD\r\n");
     c.call(b"mg jobs v f t\r\n", b"VA 5 f7 t-1\r\nfirst\r\n");
     c.call(
@@ -25,7 +28,10 @@ fn ms_then_mg_takes_in_order_with_the_flags_asked() {
     c.call(b"mg jobs v k O1\r\n", b"EN kjobs O1\r\n");
     c.call(b"mg jobs\r\n", b"EN\r\n");
     // The text protocol sees the same queue, on the same connection.
-    c.call(b"ms jobs 4 F3\r\ntext\r\nget jobs\r\n", b"HD\r\nVALUE jobs 3 4\r\ntext\r\nEND\r\n");
+    c.call(
+        b"ms jobs 4 F3\r\ntext\r\nget jobs\r\n",
+        b"HD\r\nVALUE jobs 3 4\r\ntext\r\nEND\r\n",
+    );
     assert_eq!(c.queue_stats(), ["STAT jobs 4/4"]);
 }
 
@@ -47,18 +53,33 @@ fn md_base64_keys_and_refusals() {
     // "jobs" is am9icw== in base64.
     c.call(b"ms am9icw== 2 b k\r\nhi\r\n", b"HD kam9icw== b\r\n");
     c.call(b"mg am9icw== b v\r\n", b"VA 2\r\nhi\r\n");
-    c.call(b"ms jobs 1\r\nx\r\nmd jobs\r\nmd jobs\r\n", b"HD\r\nHD\r\nNF\r\n");
+    c.call(
+        b"ms jobs 1\r\nx\r\nmd jobs\r\nmd jobs\r\n",
+        b"HD\r\nHD\r\nNF\r\n",
+    );
     // Modes other than set, and compare-and-swap: not stored, block skipped.
     for mode in ["ME", "MA", "MP", "MR", "C5"] {
         let line = format!("ms q 3 {mode}\r\nabc\r\nmn\r\n");
         c.call(line.as_bytes(), b"NS\r\nMN\r\n");
     }
-    c.call(b"ms q 3 Z\r\nabc\r\nmn\r\n", b"CLIENT_ERROR invalid flag\r\nMN\r\n");
+    c.call(
+        b"ms q 3 Z\r\nabc\r\nmn\r\n",
+        b"CLIENT_ERROR invalid flag\r\nMN\r\n",
+    );
     c.call(b"mg q v Z\r\n", b"CLIENT_ERROR invalid flag\r\n");
     c.call(b"md q x\r\n", b"CLIENT_ERROR not supported by a queue\r\n");
-    c.call(b"mg q/open\r\n", b"CLIENT_ERROR bad command line format\r\n");
-    c.call(b"mg q v Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n", b"CLIENT_ERROR invalid flag\r\n");
-    c.call(b"mg @@@ b v\r\n", b"CLIENT_ERROR bad command line format\r\n");
+    c.call(
+        b"mg q/open\r\n",
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
+    c.call(
+        b"mg q v Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
+        b"CLIENT_ERROR invalid flag\r\n",
+    );
+    c.call(
+        b"mg @@@ b v\r\n",
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
     c.call(b"mg\r\n", b"CLIENT_ERROR bad command line format\r\n");
     // A queue holds no counters and no cache items.
     c.call(b"ma q\r\nma q q O3\r\nme q\r\n", b"NF\r\nNF O3\r\nEN\r\n");

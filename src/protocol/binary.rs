@@ -118,8 +118,9 @@ impl Header {
 pub fn parse(parser: &Parser, buf: &[u8]) -> Option<Frame> {
     let first = *buf.first()?;
     if first != REQUEST_MAGIC {
+        // No header to echo: the answer names no request (`Noop`).
         let request = Request {
-            opcode: buf.get(1).copied().unwrap_or(op::NOOP),
+            opcode: op::NOOP,
             opaque: 0,
             key: Vec::new(),
         };
@@ -154,14 +155,23 @@ pub fn parse(parser: &Parser, buf: &[u8]) -> Option<Frame> {
     };
     let storing = matches!(h.opcode, op::SET | op::SETQ);
     match h.opcode {
-        op::ADD | op::REPLACE | op::APPEND | op::PREPEND => {
-            return skip(request, Reply::NotStored)
-        }
+        op::ADD | op::REPLACE | op::APPEND | op::PREPEND => return skip(request, Reply::NotStored),
         op::ADDQ | op::REPLACEQ | op::APPENDQ | op::PREPENDQ => {
             return skip(request, Reply::NotStored)
         }
-        op::GET | op::GETQ | op::GETK | op::GETKQ | op::SET | op::SETQ | op::DELETE
-        | op::DELETEQ | op::NOOP | op::VERSION | op::QUIT | op::QUITQ | op::STAT => {}
+        op::GET
+        | op::GETQ
+        | op::GETK
+        | op::GETKQ
+        | op::SET
+        | op::SETQ
+        | op::DELETE
+        | op::DELETEQ
+        | op::NOOP
+        | op::VERSION
+        | op::QUIT
+        | op::QUITQ
+        | op::STAT => {}
         _ => return skip(request, Reply::Error),
     }
     if h.key_len > MAX_KEY_LEN {
@@ -239,7 +249,9 @@ pub fn encode(request: &Request, text: &[u8], out: &mut Vec<u8>) {
     if request.opcode == op::STAT {
         for answer in answers(text) {
             match answer {
-                Answer::Stat { name, value } => response(out, request, status::OK, b"", name, value, 0),
+                Answer::Stat { name, value } => {
+                    response(out, request, status::OK, b"", name, value, 0)
+                }
                 Answer::Word(b"END") | Answer::Word(b"RESET") => break,
                 other => return failure(out, request, other),
             }
@@ -267,12 +279,28 @@ pub fn encode(request: &Request, text: &[u8], out: &mut Vec<u8>) {
                 op::GETK | op::GETKQ => key,
                 _ => b"",
             };
-            response(out, request, status::OK, &flags.to_be_bytes(), key, data, cas);
+            response(
+                out,
+                request,
+                status::OK,
+                &flags.to_be_bytes(),
+                key,
+                data,
+                cas,
+            );
         }
         Answer::Word(b"END") if matches!(request.opcode, op::GETQ | op::GETKQ) => {}
         Answer::Word(b"END") | Answer::Word(b"NOT_FOUND") => {
             let key = request.key.as_slice();
-            response(out, request, status::KEY_NOT_FOUND, b"", key, b"Not found", 0);
+            response(
+                out,
+                request,
+                status::KEY_NOT_FOUND,
+                b"",
+                key,
+                b"Not found",
+                0,
+            );
         }
         Answer::Word(b"STORED") | Answer::Word(b"DELETED") if quiet => {}
         Answer::Word(b"STORED") | Answer::Word(b"DELETED") | Answer::Word(b"OK") => {
@@ -385,10 +413,16 @@ mod tests {
         let add = request(op::ADD, &[0; 8], b"q", b"xyz", 1);
         let frame = parse(&parser(), &add[..HEADER_LEN]).unwrap();
         assert_eq!((frame.consumed, frame.discard), (HEADER_LEN, 12));
-        assert_eq!(frame.command, Command::Refused(Refusal::Reply(Reply::NotStored)));
+        assert_eq!(
+            frame.command,
+            Command::Refused(Refusal::Reply(Reply::NotStored))
+        );
         let incr = request(0x05, &[0; 20], b"q", b"", 1);
         let frame = parse(&parser(), &incr).unwrap();
-        assert_eq!(frame.command, Command::Refused(Refusal::Reply(Reply::Error)));
+        assert_eq!(
+            frame.command,
+            Command::Refused(Refusal::Reply(Reply::Error))
+        );
     }
 
     #[test]

@@ -49,13 +49,17 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// `mg`; `value` when it asked for the message (`v`).
-    Get { value: bool },
+    Get {
+        value: bool,
+    },
     Set,
     Delete,
     Noop,
     /// `ma` and `me`: a queue holds no counters and no cache items, so
     /// they run nothing and answer as memcached does for a missing key.
-    Missing { code: &'static str },
+    Missing {
+        code: &'static str,
+    },
 }
 
 /// The flags of one meta command.
@@ -150,7 +154,12 @@ pub fn parse(
         ..Frame::new(command, line_len)
     };
     let (kind, allowed) = match name {
-        b"mn" => return Some(answered(Command::Noop, Flags::default().request(Kind::Noop, b""))),
+        b"mn" => {
+            return Some(answered(
+                Command::Noop,
+                Flags::default().request(Kind::Noop, b""),
+            ))
+        }
         b"mg" => (Kind::Get { value: false }, GET_FLAGS),
         b"ms" => (Kind::Set, SET_FLAGS),
         b"md" => (Kind::Delete, DELETE_FLAGS),
@@ -336,7 +345,10 @@ mod tests {
             frame.dialect.encode(text),
             b"VA 2 f4294967295 t-1 s2 kjobs Oab c9\r\nhi\r\n"
         );
-        assert_eq!(reply_to(b"mg jobs v Oab k\r\n", b"END\r\n"), b"EN Oab kjobs\r\n");
+        assert_eq!(
+            reply_to(b"mg jobs v Oab k\r\n", b"END\r\n"),
+            b"EN Oab kjobs\r\n"
+        );
         assert_eq!(reply_to(b"mg jobs v q\r\n", b"END\r\n"), b"");
     }
 
@@ -364,7 +376,10 @@ mod tests {
         assert_eq!(frame.dialect.encode(b"STORED\r\n".to_vec()), b"");
         let add = parser().parse(b"ms jobs 2 ME\r\n").unwrap();
         assert_eq!((add.command, add.discard), (refused(Reply::NotStored), 4));
-        assert_eq!(reply_to(b"ms jobs 2 MA Ox\r\nhi\r\n", b"NOT_STORED\r\n"), b"NS Ox\r\n");
+        assert_eq!(
+            reply_to(b"ms jobs 2 MA Ox\r\nhi\r\n", b"NOT_STORED\r\n"),
+            b"NS Ox\r\n"
+        );
         assert_eq!(parser().parse(b"ms jobs 2 F7"), None);
     }
 

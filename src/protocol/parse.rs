@@ -159,7 +159,9 @@ impl Parser {
             (b"db_checkpoint", 0) => Command::Checkpoint,
             (b"db_archive", 0) => Command::Archive,
             (b"dump_stats", 0) => Command::DumpStats,
-            (name, _) if meta::is_meta(name) => return meta::parse(self, name, args, buf, consumed),
+            (name, _) if meta::is_meta(name) => {
+                return meta::parse(self, name, args, buf, consumed)
+            }
             (b"flush", 1) => match self.valid_key(args[0]) {
                 true => Command::Flush {
                     queue: args[0].to_vec(),
@@ -226,7 +228,10 @@ impl Parser {
         };
         let flags = numbers::flags(flags).unwrap_or_default();
         match self.data_block(buf, line_len, len, refusal)? {
-            Ok(data) => Some(Frame::new(self.store(key, flags, data), line_len + data.len() + 2)),
+            Ok(data) => Some(Frame::new(
+                self.store(key, flags, data),
+                line_len + data.len() + 2,
+            )),
             Err(frame) => Some(frame),
         }
     }
@@ -255,7 +260,10 @@ impl Parser {
             return None;
         }
         if &buf[end - 2..end] != b"\r\n" {
-            return Some(Err(Frame::new(Command::Refused(Refusal::BadDataChunk), end)));
+            return Some(Err(Frame::new(
+                Command::Refused(Refusal::BadDataChunk),
+                end,
+            )));
         }
         Some(Ok(&buf[line_len..line_len + len]))
     }
