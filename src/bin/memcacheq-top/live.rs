@@ -43,7 +43,7 @@ pub fn run(addr: &str, interval: Duration) -> io::Result<()> {
             thread::sleep(interval);
         }
     });
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, addr, &polls);
     ratatui::restore();
     result

@@ -76,7 +76,8 @@ fn main() -> ExitCode {
     let outcome = if args.opt_present("once") {
         once(addr, interval).map(|text| print!("{text}"))
     } else {
-        live::run(addr, interval).map_err(|e| format!("terminal: {e}"))
+        live::run(addr, interval)
+            .map_err(|e| format!("the terminal: {e} (--once prints plain text)"))
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -298,6 +298,20 @@ mod tests {
     }
 
     #[test]
+    fn names_only_queues_are_listed_by_name() {
+        let mut now = sample(Instant::now(), 0, vec![]);
+        now.source = Source::StatsQueue;
+        now.queues = crate::poll::parse_stats_queue(b"STAT zz\r\nSTAT aa\r\nEND\r\n").unwrap();
+        let view = View::new("h:1", Some(&now.clone()), &now);
+        let cells: Vec<[String; 7]> = view.rows.iter().map(Row::cells).collect();
+        assert_eq!(
+            cells[0],
+            ["aa", "-", "-", "-", "-", "-", "-"].map(String::from)
+        );
+        assert_eq!(cells[1][0], "zz");
+    }
+
+    #[test]
     fn plain_text_is_aligned() {
         let now = sample(
             Instant::now(),
