@@ -12,6 +12,14 @@
 //! `/close` deletes it, `/peek` takes nothing, delivery counts survive
 //! restarts and move a message to `<q>.dead` at the limit.
 //!
+//! The three connections speak the three framings (issue 17): the first
+//! text, the second meta commands (`ms`, `mg ... v f k`, `md`, text for the
+//! rest), the third the binary protocol (`Set`, `GetK`, `Get`, `GetKQ`s and
+//! a `Noop` for a multi-get, `Delete`, `Stat queue`; it sends no `flush` or
+//! `dump_stats`, which binary cannot say). The model answers in text;
+//! `framing` rewrites each request and its expected answer as that
+//! connection's framing says them (docs/PROTOCOL.md).
+//!
 //! Connections take turns: a step sends one connection's commands and
 //! reads all their replies before the next step, so the order of commands
 //! is the order of the steps, whatever turns the server split them into.
@@ -194,6 +202,8 @@ struct Model {
 /// What a command should answer.
 enum Expect {
     Exact(Vec<u8>),
+    /// Binary responses: exact except the CAS field of each.
+    Binary(Vec<u8>),
     /// `gets`: exact except the cas unique of each `VALUE` line.
     Gets(Vec<u8>),
     /// `dump_stats`: exact except the digits of each `age=`.
@@ -535,6 +545,236 @@ fn pieces<'a>(bytes: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
     split_at_fractions(bytes, cuts, 1000)
 }
 
+/// The framing each connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Text,
+    Meta,
+    Binary,
+}
+
+const FRAMINGS: [Framing; CONNECTIONS] = [Framing::Text, Framing::Meta, Framing::Binary];
+
+/// The model's text requests and answers, said in meta or binary framing.
+mod framing {
+    use super::{Expect, Framing, Op, QUEUES};
+
+    /// `QuitQ`: the connection closes without a response.
+    pub const QUITQ: [u8; 24] = [
+        0x80, 0x17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
+    /// Whether a connection of `framing` can send `op`.
+    pub fn says(framing: Framing, op: &Op) -> bool {
+        framing != Framing::Binary || !matches!(op, Op::Flush(_) | Op::DumpStats)
+    }
+
+    /// `op`'s request and answer (`text`, `expect`, from the model) as a
+    /// connection of `framing` sends and receives them.
+    pub fn rewrite(framing: Framing, op: &Op, text: Vec<u8>, expect: Expect) -> (Vec<u8>, Expect) {
+        let Expect::Exact(answer) = &expect else {
+            // `gets` and `dump_stats`: text on meta connections; a binary
+            // `gets` is below.
+            return match (framing, op) {
+                (Framing::Binary, Op::Gets(q)) => {
+                    binary_get(GET, QUEUES[*q], &expect_bytes(&expect))
+                }
+                _ => (text, expect),
+            };
+        };
+        match (framing, op) {
+            (Framing::Text, _) => (text, expect),
+            (Framing::Meta, Op::Set(q)) => {
+                let (flags, body) = set_parts(&text);
+                let mut request =
+                    format!("ms {} {} F{flags}\r\n", QUEUES[*q], body.len()).into_bytes();
+                request.extend_from_slice(&body);
+                request.extend_from_slice(b"\r\n");
+                (request, Expect::Exact(meta_answer(answer, "")))
+            }
+            (Framing::Meta, Op::Get(q, read)) => {
+                let key = format!("{}{}", QUEUES[*q], read.suffix());
+                let request = format!("mg {key} v f k\r\n").into_bytes();
+                (request, Expect::Exact(meta_answer(answer, &key)))
+            }
+            (Framing::Meta, Op::Delete(q)) => {
+                let request = format!("md {}\r\n", QUEUES[*q]).into_bytes();
+                (request, Expect::Exact(meta_answer(answer, "")))
+            }
+            (Framing::Meta, _) => (text, expect),
+            (Framing::Binary, Op::Set(q)) => {
+                let (flags, body) = set_parts(&text);
+                let mut extras = flags.to_be_bytes().to_vec();
+                extras.extend_from_slice(&[0; 4]);
+                let request = packet(0x80, SET, 0, &extras, QUEUES[*q].as_bytes(), &body);
+                (request, Expect::Binary(response(SET, 0, b"", b"", b"")))
+            }
+            (Framing::Binary, Op::Get(q, read)) => {
+                let key = format!("{}{}", QUEUES[*q], read.suffix());
+                binary_get(GETK, &key, answer)
+            }
+            (Framing::Binary, Op::MultiGet(qs)) => {
+                let mut request = Vec::new();
+                for q in qs {
+                    request.extend(packet(0x80, GETKQ, 0, b"", QUEUES[*q].as_bytes(), b""));
+                }
+                request.extend(packet(0x80, NOOP, 0, b"", b"", b""));
+                let mut want = Vec::new();
+                for value in values(answer) {
+                    want.extend(response(
+                        GETKQ,
+                        0,
+                        &value.1.to_be_bytes(),
+                        &value.0,
+                        &value.2,
+                    ));
+                }
+                want.extend(response(NOOP, 0, b"", b"", b""));
+                (request, Expect::Binary(want))
+            }
+            (Framing::Binary, Op::Delete(q)) => {
+                let request = packet(0x80, DELETE, 0, b"", QUEUES[*q].as_bytes(), b"");
+                let want = match answer.as_slice() {
+                    b"DELETED\r\n" => response(DELETE, 0, b"", b"", b""),
+                    _ => response(DELETE, 1, b"", b"", b"Not found"),
+                };
+                (request, Expect::Binary(want))
+            }
+            (Framing::Binary, Op::StatsQueue) => {
+                let request = packet(0x80, STAT, 0, b"", b"queue", b"");
+                let mut want = Vec::new();
+                for line in String::from_utf8_lossy(answer).split("\r\n") {
+                    if let Some((name, counts)) =
+                        line.strip_prefix("STAT ").and_then(|l| l.split_once(' '))
+                    {
+                        want.extend(response(STAT, 0, b"", name.as_bytes(), counts.as_bytes()));
+                    }
+                }
+                want.extend(response(STAT, 0, b"", b"", b""));
+                (request, Expect::Binary(want))
+            }
+            (Framing::Binary, _) => unreachable!("{op:?} is not sent in binary"),
+        }
+    }
+
+    const GET: u8 = 0x00;
+    const SET: u8 = 0x01;
+    const DELETE: u8 = 0x04;
+    const NOOP: u8 = 0x0a;
+    const GETK: u8 = 0x0c;
+    const GETKQ: u8 = 0x0d;
+    const STAT: u8 = 0x10;
+
+    fn expect_bytes(expect: &Expect) -> Vec<u8> {
+        match expect {
+            Expect::Exact(b) | Expect::Gets(b) | Expect::Dump(b) | Expect::Binary(b) => b.clone(),
+        }
+    }
+
+    /// A `GetK` (or `Get`) of `key` and its responses for the text answer.
+    fn binary_get(opcode: u8, key: &str, answer: &[u8]) -> (Vec<u8>, Expect) {
+        let request = packet(0x80, opcode, 0, b"", key.as_bytes(), b"");
+        let echo: &[u8] = if opcode == GETK { key.as_bytes() } else { b"" };
+        let want = if let Some(why) = answer.strip_prefix(b"CLIENT_ERROR ") {
+            response(opcode, 4, b"", b"", &why[..why.len() - 2])
+        } else if let Some((_, flags, body)) = values(answer).into_iter().next() {
+            response(opcode, 0, &flags.to_be_bytes(), echo, &body)
+        } else {
+            response(opcode, 1, b"", echo, b"Not found")
+        };
+        (request, Expect::Binary(want))
+    }
+
+    /// The (key, flags, body) of each `VALUE` of a text answer.
+    fn values(answer: &[u8]) -> Vec<(Vec<u8>, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut rest = answer;
+        while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+            rest = &rest[line_end + 2..];
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields[0] != "VALUE" {
+                continue;
+            }
+            let len: usize = fields[3].parse().expect("a length");
+            out.push((
+                fields[1].as_bytes().to_vec(),
+                fields[2].parse().expect("flags"),
+                rest[..len].to_vec(),
+            ));
+            rest = &rest[len + 2..];
+        }
+        out
+    }
+
+    /// The flags and body of the model's `set` request.
+    fn set_parts(text: &[u8]) -> (u32, Vec<u8>) {
+        let line_end = text.windows(2).position(|w| w == b"\r\n").expect("a line");
+        let line = String::from_utf8_lossy(&text[..line_end]).into_owned();
+        let fields: Vec<&str> = line.split(' ').collect();
+        let body = text[line_end + 2..text.len() - 2].to_vec();
+        (fields[2].parse().expect("flags"), body)
+    }
+
+    /// A text answer in meta form, for `mg ... v f k` of `key`, `ms`, `md`.
+    fn meta_answer(answer: &[u8], key: &str) -> Vec<u8> {
+        match answer {
+            b"STORED\r\n" | b"DELETED\r\n" => b"HD\r\n".to_vec(),
+            b"NOT_FOUND\r\n" => b"NF\r\n".to_vec(),
+            b"END\r\n" => format!("EN k{key}\r\n").into_bytes(),
+            _ => match values(answer).into_iter().next() {
+                Some((_, flags, body)) => {
+                    let mut out = format!("VA {} f{flags} k{key}\r\n", body.len()).into_bytes();
+                    out.extend_from_slice(&body);
+                    out.extend_from_slice(b"\r\n");
+                    out
+                }
+                // Errors are the same lines.
+                None => answer.to_vec(),
+            },
+        }
+    }
+
+    fn packet(
+        magic: u8,
+        opcode: u8,
+        status: u16,
+        extras: &[u8],
+        key: &[u8],
+        value: &[u8],
+    ) -> Vec<u8> {
+        let body = extras.len() + key.len() + value.len();
+        let mut p = vec![magic, opcode];
+        p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        p.push(extras.len() as u8);
+        p.push(0);
+        p.extend_from_slice(&status.to_be_bytes());
+        p.extend_from_slice(&(body as u32).to_be_bytes());
+        p.extend_from_slice(&[0; 12]);
+        p.extend_from_slice(extras);
+        p.extend_from_slice(key);
+        p.extend_from_slice(value);
+        p
+    }
+
+    fn response(opcode: u8, status: u16, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+        packet(0x81, opcode, status, extras, key, value)
+    }
+
+    /// Binary responses with each CAS field zeroed: record numbers are not
+    /// the model's business (see `Model::hand_out`).
+    pub fn mask_binary_cas(bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let mut at = 0;
+        while at + 24 <= out.len() {
+            let body = u32::from_be_bytes([out[at + 8], out[at + 9], out[at + 10], out[at + 11]]);
+            out[at + 16..at + 24].fill(0);
+            at += 24 + body as usize;
+        }
+        out
+    }
+}
+
 /// Server flags of the run.
 const FLAGS: [&str; 2] = ["--max-deliveries", "2"];
 
@@ -585,7 +825,11 @@ impl Run {
                     return Ok(());
                 };
                 if matches!(step, Step::Quit(_)) {
-                    c.stream.write_all(b"quit\r\n").map_err(|e| e.to_string())?;
+                    let quit: &[u8] = match FRAMINGS[*i] {
+                        Framing::Binary => &framing::QUITQ,
+                        _ => b"quit\r\n",
+                    };
+                    c.stream.write_all(quit).map_err(|e| e.to_string())?;
                 } else {
                     c.stream
                         .shutdown(Shutdown::Write)
@@ -620,10 +864,12 @@ impl Run {
 
     fn send(&mut self, index: usize, ops: &[Op], cuts: &[u16], pause: bool) -> Result<(), String> {
         let id = self.conn(index).id;
+        let framing = FRAMINGS[index];
         let mut request = Vec::new();
         let mut expected = Vec::new();
-        for op in ops {
+        for op in ops.iter().filter(|op| framing::says(framing, op)) {
             let (bytes, expect) = self.model.run(id, op);
+            let (bytes, expect) = framing::rewrite(framing, op, bytes, expect);
             request.extend_from_slice(&bytes);
             expected.push((op, expect));
         }
@@ -657,6 +903,17 @@ impl Run {
                     if have != want {
                         return Err(format!(
                             "{op:?} on connection {index}:\n  server: {}\n  model:  {}",
+                            show(&have),
+                            show(&want)
+                        ));
+                    }
+                }
+                Expect::Binary(want) => {
+                    let have =
+                        conn.read_reply(|input| (input.len() >= want.len()).then_some(want.len()))?;
+                    if framing::mask_binary_cas(&have) != framing::mask_binary_cas(&want) {
+                        return Err(format!(
+                            "{op:?} on binary connection {index}:\n  server: {}\n  model:  {}",
                             show(&have),
                             show(&want)
                         ));
@@ -763,7 +1020,7 @@ fn the_model_answers_the_reported_sequence() {
     }
     let reply = |m: &mut Model, op: Op| match m.run(1, &op).1 {
         Expect::Exact(bytes) => String::from_utf8(bytes).expect("utf-8"),
-        Expect::Gets(_) | Expect::Dump(_) => unreachable!(),
+        Expect::Gets(_) | Expect::Dump(_) | Expect::Binary(_) => unreachable!(),
     };
     assert_eq!(
         reply(&mut m, Op::Get(0, Opts::Open)),
