@@ -420,6 +420,7 @@ fn unix_socket_with_mask_replaces_a_stale_socket() {
         .set_read_timeout(Some(common::REPLY_TIMEOUT))
         .unwrap();
     raw_round_trip(&mut stream, "unixq", b"over a unix socket");
+    binary_round_trip(&path);
 
     let tcp = listening_ports(daemon.pid as u32);
     assert!(tcp.is_empty(), "TCP ports {tcp:?} open despite -s");
@@ -886,4 +887,36 @@ fn seeds_command_line_starts_serves_and_stops_cleanly() {
     assert!(verify.contains("succeeded"), "db5.3_verify:\n{verify}");
     // The 10 messages not taken are still there.
     assert_eq!(common::dump_lines(&site.home(), "seedq").len(), 10);
+}
+
+/// A binary `Set` and `Get` over the unix socket at `path`: the binary
+/// protocol is chosen per connection there too (issue 17).
+fn binary_round_trip(path: &Path) {
+    let mut stream = UnixStream::connect(path).expect("connect to the unix socket");
+    stream
+        .set_read_timeout(Some(common::REPLY_TIMEOUT))
+        .unwrap();
+    let header = |magic: u8, opcode: u8, key: usize, extras: u8, body: usize| {
+        let mut h = vec![magic, opcode];
+        h.extend_from_slice(&(key as u16).to_be_bytes());
+        h.extend_from_slice(&[extras, 0, 0, 0]);
+        h.extend_from_slice(&(body as u32).to_be_bytes());
+        h.extend_from_slice(&[0; 12]);
+        h
+    };
+    let mut request = header(0x80, 0x01, 4, 8, 8 + 4 + 3);
+    request.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0]);
+    request.extend_from_slice(b"binqxyz");
+    request.extend(header(0x80, 0x00, 4, 0, 4));
+    request.extend_from_slice(b"binq");
+    stream.write_all(&request).unwrap();
+    let mut want = header(0x81, 0x01, 0, 0, 0);
+    let mut value = header(0x81, 0x00, 0, 4, 7);
+    value[23] = 1; // the record number, as CAS
+    want.extend(value);
+    want.extend_from_slice(&[0, 0, 0, 9]);
+    want.extend_from_slice(b"xyz");
+    let mut got = vec![0; want.len()];
+    stream.read_exact(&mut got).expect("the binary responses");
+    assert_eq!(got, want);
 }
