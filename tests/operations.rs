@@ -666,6 +666,14 @@ fn udp_framing_splits_large_replies_and_refuses_multi_packet_requests() {
         );
     }
 
+    // Meta commands over UDP, answered in meta form.
+    let meta = udp_call(&socket, udp_port, 16, b"ms um 2 F5 O7\r\nhi\r\n");
+    assert_eq!(show(&meta[0].payload), "HD O7\\r\\n");
+    let meta = udp_call(&socket, udp_port, 17, b"mg um v f k\r\n");
+    assert_eq!(show(&meta[0].payload), "VA 2 f5 kum\\r\\nhi\\r\\n");
+    let meta = udp_call(&socket, udp_port, 18, b"mg um v\r\nmn\r\n");
+    assert_eq!(show(&meta[0].payload), "EN\\r\\nMN\\r\\n");
+
     daemon.stop_with(libc::SIGTERM);
 }
 

@@ -23,7 +23,9 @@ const ELECTION_BOUND: Duration = Duration::from_secs(10);
 /// time), skipping any that is taken.
 fn rep_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 200) as u16 * 100;
+    // Below the kernel's ephemeral range (32768 and up), where other
+    // tests' `-p 0` listeners and outgoing connections take ports.
+    let base = 20_000 + (std::process::id() % 120) as u16 * 100;
     loop {
         let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 100;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
