@@ -443,8 +443,15 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
     }
     c.replication = rep_options(&m)?;
     if let Some(addr) = m.opt_str("metrics-listen") {
-        // Checked as --rep-listen's are; resolved when it is bound.
-        site_address("metrics-listen", &addr)?;
+        // Resolved when it is bound; port 0 lets the kernel choose.
+        let port = addr
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+            return Err(ConfigError(format!(
+                "Illegal argument \"metrics-listen\": '{addr}' is not HOST:PORT"
+            )));
+        }
         c.metrics_listen = Some(addr);
     }
     Ok(Invocation::Serve(Box::new(c)))
@@ -527,6 +534,8 @@ mod tests {
         assert!(parse(&args("--report-version")).is_err());
         assert!(parse(&args("--metrics-listen 127.0.0.1:9150")).is_ok());
         assert!(parse(&args("--metrics-listen 9150")).is_err());
+        assert!(parse(&args("--metrics-listen :9150")).is_err());
+        assert!(parse(&args("--metrics-listen [::1]:0")).is_ok());
         for bad in [
             "--rep-peer 10.0.0.1:22301",
             "--rep-listen 10.0.0.1",
