@@ -472,3 +472,86 @@ fn a_real_prometheus_scrapes_the_page() {
     drop(prometheus);
     server.stop();
 }
+
+/// The contrib directory of the source tree.
+fn contrib() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib")
+}
+
+/// Every `memcacheq_...` name in `text`.
+fn names_in(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .match_indices("memcacheq_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn the_alert_rules_and_the_dashboard_use_the_names_of_the_page() {
+    for args in [
+        ["check", "rules", "memcacheq-alerts.yml"],
+        ["test", "rules", "memcacheq-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(contrib())
+            .output()
+            .expect("run promtool (Debian package prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}",
+            output_text(&out)
+        );
+    }
+    let dashboard = contrib().join("grafana-memcacheq.json");
+    let out = Command::new("python3")
+        .args(["-c", "import json, sys; json.load(open(sys.argv[1]))"])
+        .arg(&dashboard)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "not JSON: {}", output_text(&out));
+
+    let (_home, server) = start(&["--metrics-listen", "127.0.0.1:0"]);
+    let port = other_port(server.pid(), &[server.port]);
+    server.client().set("jobs", 0, b"x");
+    let text = page(port);
+    let on_page: Vec<String> = samples(&text)
+        .keys()
+        .map(|k| k.split('{').next().unwrap_or(k).to_string())
+        .collect();
+    for file in [contrib().join("memcacheq-alerts.yml"), dashboard] {
+        let used = std::fs::read_to_string(&file).expect("read contrib file");
+        for name in names_in(&used) {
+            assert!(
+                on_page.contains(&name),
+                "{} uses {name}, which the page does not have:\n{text}",
+                file.display()
+            );
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn stats_reset_leaves_the_counters_of_the_page_alone() {
+    let (_home, server) = start(&["--metrics-listen", "127.0.0.1:0"]);
+    let port = other_port(server.pid(), &[server.port]);
+    let mut c = server.client();
+    c.set("q", 0, b"x");
+    c.call(b"stats reset\r\n", b"RESET\r\n");
+    assert_eq!(c.stat("set_cmds"), 0);
+    assert_eq!(c.stat("total_connections"), 0);
+    let have = samples(&page(port));
+    assert_eq!(have["memcacheq_commands_total{command=\"set\"}"], 1.0);
+    assert!(have["memcacheq_connections_total"] >= 1.0);
+    assert!(have["memcacheq_read_bytes_total"] > 0.0);
+    server.stop();
+}
