@@ -90,6 +90,8 @@ pub struct Reactor {
     /// Scrapes of the metrics page (--metrics-listen), if it is served.
     scrapes: Option<Scrapes>,
     /// The metrics page's HTTP thread; stopped when the reactor stops.
+    /// Declared after `scrapes`, so dropped after them: a scrape waiting
+    /// for a snapshot is let go before the thread is joined.
     endpoint: Option<Endpoint>,
 }
 
@@ -213,7 +215,9 @@ impl Reactor {
             self.collect_metrics();
         }
         log::info!("stop signal received, shutting down");
-        // Its thread holds the environment, which must close after serving.
+        // Its thread holds the environment, which must close after serving;
+        // a scrape waiting for a snapshot is let go first (answered 503).
+        self.scrapes = None;
         drop(self.endpoint.take());
         for entries in self.held.stop() {
             self.deliver(entries);
@@ -230,8 +234,8 @@ impl Reactor {
             return;
         };
         let (site, stats, waiting) = (&mut self.site, &self.stats, &self.waiting);
-        let done = scrapes.step(|after, max, out| {
-            site.sample_queues(after, max, out, stats, &|queue| waiting.count(queue))
+        let done = scrapes.step(|slice, out| {
+            site.sample_queues(slice, out, stats, &|queue| waiting.count(queue))
         });
         if done {
             scrapes.finish(ServerSample {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::command_class::class_of;
 use super::executor::{self, Entry, Executor, Outcome, ReplyBounds};
-use super::metrics::QueueSample;
+use super::metrics::{QueueSample, Slice};
 use super::replication::{Replication, Role};
 use super::{Durability, QueueStatsFormat, ReadSettings};
 use crate::bdb::{Env, QueueFormat};
@@ -198,14 +198,13 @@ impl Site {
     /// within a turn, reports none.
     pub fn sample_queues(
         &mut self,
-        after: Option<&[u8]>,
-        max: usize,
+        slice: Slice<'_>,
         out: &mut Vec<QueueSample>,
         stats: &Stats,
         waiters_on: &dyn Fn(&[u8]) -> usize,
     ) -> bool {
         match &mut self.executor {
-            Some(executor) => executor.sample_queues(after, max, out, stats, waiters_on),
+            Some(executor) => executor.sample_queues(slice, out, stats, waiters_on),
             None => true,
         }
     }

@@ -19,7 +19,7 @@ use crate::log_limit::{self, invariant};
 use crate::protocol::reply::{self, QueueDump};
 use crate::protocol::{GetKey, Reply};
 use crate::server::leases::{LeaseChanges, Leases};
-use crate::server::metrics::QueueSample;
+use crate::server::metrics::{QueueSample, Slice};
 use crate::server::ReadSettings;
 use crate::stats::Stats;
 use crate::storage::{self, DiskSpace};
@@ -553,7 +553,7 @@ impl Executor {
         waiters_on: &dyn Fn(&[u8]) -> usize,
     ) {
         let mut samples = Vec::new();
-        self.sample_queues(None, usize::MAX, &mut samples, stats, waiters_on);
+        self.sample_queues(Slice::ALL, &mut samples, stats, waiters_on);
         for sample in samples {
             let record_len = self.store.record_len(&sample.name).unwrap_or(0) as u64;
             let dump = QueueDump {
@@ -572,35 +572,42 @@ impl Executor {
         Reply::End.encode(out);
     }
 
-    /// Appends to `out` up to `max` queues after the name `after` (from
-    /// the first when `None`), in name order, as `dump_stats` and the
-    /// metrics page report them; returns whether the last queue is in.
+    /// Appends to `out` the queues of `slice`, in name order, as
+    /// `dump_stats` and the metrics page report them; returns whether the
+    /// last queue is in.
     pub fn sample_queues(
         &mut self,
-        after: Option<&[u8]>,
-        max: usize,
+        slice: Slice<'_>,
         out: &mut Vec<QueueSample>,
         stats: &Stats,
         waiters_on: &dyn Fn(&[u8]) -> usize,
     ) -> bool {
         let now = Instant::now();
-        let queues: Vec<(Vec<u8>, storage::Counts)> = self
+        let mut queues: Vec<(Vec<u8>, storage::Counts)> = self
             .store
-            .counts_after(after)
-            .take(max.saturating_add(1))
+            .counts_after(slice.after)
+            .take(slice.max.saturating_add(1))
             .map(|(n, c)| (n.to_vec(), c))
             .collect();
-        let done = queues.len() <= max;
-        for (name, counts) in queues.into_iter().take(max) {
+        let mut done = queues.len() <= slice.max;
+        queues.truncate(slice.max);
+        // One transaction for the slice's reads: beginning and committing
+        // one per queue cost more than the reads.
+        let env = self.store.env().clone();
+        let txn = env.begin().ok();
+        for (taken, (name, counts)) in queues.into_iter().enumerate() {
+            if taken > 0 && now.elapsed() >= slice.time {
+                done = false;
+                break;
+            }
             let open = self.reads.leases.open_count(&name) as u64;
             let held = u64::try_from(counts.set - counts.get).unwrap_or(0);
             let ready = held.saturating_sub(open);
-            let age_ms = if ready == 0 {
-                0
-            } else {
-                self.oldest_waiting(&name)
-                    .map_or(0, |recno| self.stored_age(&name, recno, now, stats))
+            let oldest = match &txn {
+                Some(txn) if ready > 0 => self.oldest_waiting(txn, &name),
+                _ => None,
             };
+            let age_ms = oldest.map_or(0, |recno| self.stored_age(&name, recno, now, stats));
             let tally = self
                 .reads
                 .activity
@@ -620,20 +627,21 @@ impl Executor {
                 name,
             });
         }
+        if let Some(txn) = txn {
+            let _ = txn.commit();
+        }
         done
     }
 
     /// The record number of the oldest message of `queue` nobody holds.
-    fn oldest_waiting(&mut self, queue: &[u8]) -> Option<u32> {
-        let env = self.store.env().clone();
-        let txn = env.begin().ok()?;
+    /// `txn` only reads.
+    fn oldest_waiting(&mut self, txn: &Txn<'_>, queue: &[u8]) -> Option<u32> {
         let mut record = std::mem::take(&mut self.record);
         let leases = &self.reads.leases;
-        let found = self.store.first_not_open(&txn, queue, &mut record, |r| {
-            leases.last_open_from(queue, r)
-        });
+        let found = self
+            .store
+            .first_not_open(txn, queue, &mut record, |r| leases.last_open_from(queue, r));
         self.record = record;
-        let _ = txn.commit();
         found.ok().flatten()
     }
 

@@ -1,16 +1,20 @@
 //! The reactor's side of a scrape. The endpoint thread sends a reply
 //! channel and wakes the reactor; between turns the reactor samples the
-//! queues `QUEUES_PER_TURN` at a time (10,000 queues cost it 20 short
+//! queues `QUEUES_PER_TURN` at a time (10,000 queues cost it 100 short
 //! pauses, not one long one), then answers every scrape that asked
 //! meanwhile with the same snapshot.
 
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{QueueSample, ServerSample, Snapshot};
+use super::{QueueSample, ServerSample, Slice, Snapshot};
 
-/// Queues sampled per turn of the reactor while a snapshot is taken.
-const QUEUES_PER_TURN: usize = 500;
+/// Queues sampled per turn of the reactor while a snapshot is taken...
+const QUEUES_PER_TURN: usize = 100;
+/// ...and the time they may take: a queue whose pages are not in the
+/// cache costs a read from disk.
+const TIME_PER_TURN: Duration = Duration::from_millis(1);
 
 /// Where a scrape waits for its snapshot.
 pub type Answer = SyncSender<Arc<Snapshot>>;
@@ -48,18 +52,20 @@ impl Scrapes {
         self.queues.is_some()
     }
 
-    /// One slice: `sample(after, max, out)` appends at most `max` queues
-    /// after the name `after` (from the first when `None`) and says
-    /// whether it reached the last. Returns whether every queue is in.
-    pub fn step(
-        &mut self,
-        sample: impl FnOnce(Option<&[u8]>, usize, &mut Vec<QueueSample>) -> bool,
-    ) -> bool {
+    /// One slice: `sample(slice, out)` appends the queues of `slice` and
+    /// says whether it reached the last. Returns whether every queue is
+    /// in.
+    pub fn step(&mut self, sample: impl FnOnce(Slice, &mut Vec<QueueSample>) -> bool) -> bool {
         let Some(queues) = self.queues.as_mut() else {
             return false;
         };
         let after = queues.last().map(|q| q.name.clone());
-        sample(after.as_deref(), QUEUES_PER_TURN, queues)
+        let slice = Slice {
+            after: after.as_deref(),
+            max: QUEUES_PER_TURN,
+            time: TIME_PER_TURN,
+        };
+        sample(slice, queues)
     }
 
     /// Ends the snapshot with the server's values and answers every

@@ -23,6 +23,25 @@ pub use collect::Scrapes;
 pub use endpoint::{Endpoint, EnvProbe};
 pub use tally::{Counters, Histogram, Reason};
 
+/// Which queues to sample at once: those after the name `after` (from
+/// the first when `None`), at most `max` of them, and no more once `time`
+/// has passed (at least one).
+#[derive(Debug, Clone, Copy)]
+pub struct Slice<'a> {
+    pub after: Option<&'a [u8]>,
+    pub max: usize,
+    pub time: Duration,
+}
+
+impl Slice<'_> {
+    /// Every queue (`dump_stats`).
+    pub const ALL: Slice<'static> = Slice {
+        after: None,
+        max: usize::MAX,
+        time: Duration::MAX,
+    };
+}
+
 /// One queue, as `dump_stats` and the metrics page report it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSample {
