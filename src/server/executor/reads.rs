@@ -9,7 +9,7 @@
 //! like the counters.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::stored_times::StoredTimes;
 use super::{Executor, Origin, Pending};
@@ -23,6 +23,9 @@ use crate::server::metrics::{QueueSample, Slice};
 use crate::server::ReadSettings;
 use crate::stats::Stats;
 use crate::storage::{self, DiskSpace};
+
+/// Queues `dump_stats` reads in one transaction.
+const DUMP_SLICE: usize = 100;
 
 /// How a `get`'s reply is written.
 #[derive(Debug, Clone, Copy)]
@@ -552,8 +555,20 @@ impl Executor {
         stats: &Stats,
         waiters_on: &dyn Fn(&[u8]) -> usize,
     ) {
-        let mut samples = Vec::new();
-        self.sample_queues(Slice::ALL, &mut samples, stats, waiters_on);
+        let mut samples: Vec<QueueSample> = Vec::new();
+        loop {
+            // Slices keep each read transaction's locks few, whatever the
+            // number of queues (the lock table has 40,000 entries).
+            let after = samples.last().map(|q| q.name.clone());
+            let slice = Slice {
+                after: after.as_deref(),
+                max: DUMP_SLICE,
+                time: Duration::MAX,
+            };
+            if self.sample_queues(slice, &mut samples, stats, waiters_on) {
+                break;
+            }
+        }
         for sample in samples {
             let record_len = self.store.record_len(&sample.name).unwrap_or(0) as u64;
             let dump = QueueDump {

@@ -33,15 +33,6 @@ pub struct Slice<'a> {
     pub time: Duration,
 }
 
-impl Slice<'_> {
-    /// Every queue (`dump_stats`).
-    pub const ALL: Slice<'static> = Slice {
-        after: None,
-        max: usize::MAX,
-        time: Duration::MAX,
-    };
-}
-
 /// One queue, as `dump_stats` and the metrics page report it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSample {
