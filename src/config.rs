@@ -72,6 +72,9 @@ pub struct Config {
     pub report_version: Option<String>,
     /// Replication (--rep-*); `None`: this server stands alone.
     pub replication: Option<RepOptions>,
+    /// Where the Prometheus page is served (--metrics-listen HOST:PORT);
+    /// `None` is off.
+    pub metrics_listen: Option<String>,
 }
 
 /// How many other sites must confirm a commit before its replies leave
@@ -152,6 +155,7 @@ impl Default for Config {
             max_deliveries: 0,
             report_version: None,
             replication: None,
+            metrics_listen: None,
         }
     }
 }
@@ -216,6 +220,7 @@ fn options() -> getopts::Options {
     o.optopt("", "rep-priority", "", "NUM");
     o.optopt("", "rep-ack", "", "none|one|quorum|all");
     o.optopt("", "rep-ack-timeout", "", "MSECS");
+    o.optopt("", "metrics-listen", "", "HOST:PORT");
     o
 }
 
@@ -437,6 +442,18 @@ pub fn parse(args: &[String]) -> Result<Invocation, ConfigError> {
         c.report_version = Some(v);
     }
     c.replication = rep_options(&m)?;
+    if let Some(addr) = m.opt_str("metrics-listen") {
+        // Resolved when it is bound; port 0 lets the kernel choose.
+        let port = addr
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+            return Err(ConfigError(format!(
+                "Illegal argument \"metrics-listen\": '{addr}' is not HOST:PORT"
+            )));
+        }
+        c.metrics_listen = Some(addr);
+    }
     Ok(Invocation::Serve(Box::new(c)))
 }
 
@@ -515,6 +532,10 @@ mod tests {
         assert!(parse(&args("--max-deliveries x")).is_err());
         assert!(parse(&args("--report-version 1.4.0")).is_ok());
         assert!(parse(&args("--report-version")).is_err());
+        assert!(parse(&args("--metrics-listen 127.0.0.1:9150")).is_ok());
+        assert!(parse(&args("--metrics-listen 9150")).is_err());
+        assert!(parse(&args("--metrics-listen :9150")).is_err());
+        assert!(parse(&args("--metrics-listen [::1]:0")).is_ok());
         for bad in [
             "--rep-peer 10.0.0.1:22301",
             "--rep-listen 10.0.0.1",

@@ -7,8 +7,9 @@
 //! - `storage`: queues as DB_QUEUE databases, `queue.list`'s format, and
 //!   the background chores.
 //! - `server`: the process (`run`: set-up, chores, shutdown) and serving
-//!   (`serve`: the mio reactor, connections, the group-commit executor),
-//!   which a test can run in-process.
+//!   (`serve`: the mio reactor, connections, the group-commit executor,
+//!   the Prometheus endpoint of `--metrics-listen`), which a test can run
+//!   in-process.
 //! - `bdb`: the safe layer over Berkeley DB; `os`: signals, users, limits.
 //!   These two are the only modules that may call C; both say so, and
 //!   why, in their own docs.

@@ -48,6 +48,8 @@ const HELP: &str = "memcacheq (Rust) 0.2.1 compatible
 --rep-ack <policy>       none, one, quorum (default) or all: sites that must
               hold a commit on disk before its reply is sent
 --rep-ack-timeout <ms>   how long a reply waits for them, default 1000
+--metrics-listen <host:port>  serve Prometheus metrics at GET /metrics
+              there; off by default
 ";
 
 const LICENSE: &str = "memcacheq (Rust): a MemcacheQ 0.2.1 compatible message queue.

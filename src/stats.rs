@@ -7,7 +7,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// `--report-version` says otherwise.
 pub const VERSION: &str = "0.2.1";
 
-/// Server-wide counters; owned by the reactor thread.
+/// Server-wide counters; owned by the reactor thread. The traffic
+/// counters count from the start; `stats` reports them from the last
+/// `stats reset` (`at_reset`), the metrics page from the start, as
+/// Prometheus expects of a counter.
 #[derive(Debug)]
 pub struct Stats {
     /// When the server started, for `uptime`.
@@ -30,6 +33,8 @@ pub struct Stats {
     pub bytes_read: u64,
     /// Bytes written to clients.
     pub bytes_written: u64,
+    /// The traffic counters at the last `stats reset`.
+    at_reset: Traffic,
     /// -t, reported as `threads`.
     threads: u32,
     /// Reported by `version` and `stats`.
@@ -49,6 +54,7 @@ impl Stats {
             set_hits: 0,
             bytes_read: 0,
             bytes_written: 0,
+            at_reset: Traffic::default(),
             threads,
             version: VERSION.to_string(),
         }
@@ -70,15 +76,22 @@ impl Stats {
         self.started
     }
 
-    /// `stats reset`: zero the traffic counters (connections stay counted).
+    /// `stats reset`: `stats` counts traffic from now on (open
+    /// connections stay counted).
     pub fn reset(&mut self) {
-        self.total_connections = 0;
-        self.get_cmds = 0;
-        self.get_hits = 0;
-        self.set_cmds = 0;
-        self.set_hits = 0;
-        self.bytes_read = 0;
-        self.bytes_written = 0;
+        self.at_reset = self.traffic();
+    }
+
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            total_connections: self.total_connections,
+            get_cmds: self.get_cmds,
+            get_hits: self.get_hits,
+            set_cmds: self.set_cmds,
+            set_hits: self.set_hits,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+        }
     }
 
     /// Appends the `stats` reply.
@@ -87,6 +100,8 @@ impl Stats {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let (user, system) = crate::os::cpu_times();
+        let traffic = self.traffic();
+        let since = |f: fn(&Traffic) -> u64| (f(&traffic) - f(&self.at_reset)).to_string();
         let lines: [(&str, String); 17] = [
             ("pid", std::process::id().to_string()),
             ("uptime", self.started.elapsed().as_secs().to_string()),
@@ -96,17 +111,17 @@ impl Stats {
             ("rusage_user", user),
             ("rusage_system", system),
             ("curr_connections", self.curr_connections.to_string()),
-            ("total_connections", self.total_connections.to_string()),
+            ("total_connections", since(|t| t.total_connections)),
             (
                 "connection_structures",
                 self.connection_structures.to_string(),
             ),
-            ("get_cmds", self.get_cmds.to_string()),
-            ("get_hits", self.get_hits.to_string()),
-            ("set_cmds", self.set_cmds.to_string()),
-            ("set_hits", self.set_hits.to_string()),
-            ("bytes_read", self.bytes_read.to_string()),
-            ("bytes_written", self.bytes_written.to_string()),
+            ("get_cmds", since(|t| t.get_cmds)),
+            ("get_hits", since(|t| t.get_hits)),
+            ("set_cmds", since(|t| t.set_cmds)),
+            ("set_hits", since(|t| t.set_hits)),
+            ("bytes_read", since(|t| t.bytes_read)),
+            ("bytes_written", since(|t| t.bytes_written)),
             ("threads", self.threads.to_string()),
         ];
         for (name, value) in lines {
@@ -114,4 +129,16 @@ impl Stats {
         }
         Reply::End.encode(out);
     }
+}
+
+/// The counters `stats reset` starts `stats` from.
+#[derive(Debug, Clone, Copy, Default)]
+struct Traffic {
+    total_connections: u64,
+    get_cmds: u64,
+    get_hits: u64,
+    set_cmds: u64,
+    set_hits: u64,
+    bytes_read: u64,
+    bytes_written: u64,
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::metrics_page::{other_port, page, samples};
 use common::*;
 
 /// How long a group may take to agree on a master (the bound).
@@ -823,4 +824,64 @@ fn memcacheq_stat_r_reports_replication_as_db_stat_does() {
             "site {site}: {ours:?}"
         );
     }
+}
+
+#[test]
+fn the_metrics_page_shows_each_site_s_role_and_a_replica_s_refusals() {
+    let group = Group::start(2, &["--metrics-listen", "127.0.0.1:0"]);
+    let page_of = |i: usize| {
+        let server = group.server(i);
+        let port = other_port(server.pid(), &[server.port, group.sites[i].rep_port]);
+        samples(&page(port))
+    };
+    group.client(0).set("jobs", 0, b"m1");
+    wait_for_queue_line(&group, 1, "STAT jobs 1/0");
+    let mut replica = group.client(1);
+    replica.send(b"set jobs 0 0 1\r\nx\r\n");
+    let refusal = replica.read_line();
+    assert!(
+        refusal.starts_with(b"SERVER_ERROR not the master"),
+        "{}",
+        show(&refusal)
+    );
+
+    let role = |page: &std::collections::BTreeMap<String, f64>, role: &str| {
+        page[&format!("memcacheq_replication_role{{role=\"{role}\"}}")]
+    };
+    let master = page_of(0);
+    assert_eq!(
+        [
+            role(&master, "master"),
+            role(&master, "replica"),
+            role(&master, "electing")
+        ],
+        [1.0, 0.0, 0.0]
+    );
+    assert_eq!(master["memcacheq_replication_sites_connected"], 1.0);
+    assert_eq!(master["memcacheq_replication_perm_failed_total"], 0.0);
+    assert_eq!(
+        master["memcacheq_queue_messages_ready{queue=\"jobs\"}"],
+        1.0
+    );
+    assert_eq!(
+        master["memcacheq_refused_total{reason=\"not_master\"}"],
+        0.0
+    );
+
+    let replica = page_of(1);
+    assert_eq!(
+        [
+            role(&replica, "master"),
+            role(&replica, "replica"),
+            role(&replica, "electing")
+        ],
+        [0.0, 1.0, 0.0]
+    );
+    assert_eq!(replica["memcacheq_replication_sites_connected"], 1.0);
+    assert_eq!(
+        replica["memcacheq_refused_total{reason=\"not_master\"}"],
+        1.0
+    );
+    // A replica opens its queues only for the turn that reads them.
+    assert!(!replica.keys().any(|k| k.starts_with("memcacheq_queue_")));
 }

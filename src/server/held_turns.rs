@@ -8,11 +8,13 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
 use super::executor::{self, Entry};
 use super::log_flusher::{LogFlusher, Settled};
+use super::metrics::Histogram;
 use super::replication::Replication;
 use super::Durability;
 use crate::bdb::Env;
@@ -22,8 +24,11 @@ pub struct HeldTurns {
     flusher: Option<LogFlusher>,
     /// Number of the newest held turn.
     generation: u64,
-    /// Held turns and their numbers, oldest first.
-    held: VecDeque<(u64, Vec<Entry>)>,
+    /// Held turns, oldest first: their numbers, when they committed (if
+    /// they wrote), and their replies.
+    held: VecDeque<(u64, Option<Instant>, Vec<Entry>)>,
+    /// From a commit to the release of its replies, for the metrics page.
+    latency: Histogram,
 }
 
 impl HeldTurns {
@@ -38,6 +43,7 @@ impl HeldTurns {
             flusher: Some(LogFlusher::start(env, waker, durability, replication)?),
             generation: 0,
             held: VecDeque::new(),
+            latency: Histogram::default(),
         })
     }
 
@@ -49,12 +55,22 @@ impl HeldTurns {
             return Some(entries);
         };
         if (!wrote || !flusher.holds_replies()) && self.held.is_empty() {
+            if wrote {
+                self.latency.observe(Duration::ZERO);
+            }
             return Some(entries);
         }
         self.generation += 1;
         flusher.committed(self.generation);
-        self.held.push_back((self.generation, entries));
+        let committed_at = wrote.then(Instant::now);
+        self.held
+            .push_back((self.generation, committed_at, entries));
         None
+    }
+
+    /// Commit latencies so far: from a commit to its replies' release.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
     }
 
     /// The held turns the log flusher is done with, oldest first; those of
@@ -65,10 +81,17 @@ impl HeldTurns {
             .as_ref()
             .map_or(Settled::ALL, LogFlusher::settled);
         let mut out = Vec::new();
-        while self.held.front().is_some_and(|(g, _)| *g <= settled.upto()) {
-            if let Some((g, mut entries)) = self.held.pop_front() {
+        while self
+            .held
+            .front()
+            .is_some_and(|(g, _, _)| *g <= settled.upto())
+        {
+            if let Some((g, committed_at, mut entries)) = self.held.pop_front() {
                 if g > settled.durable {
                     executor::unconfirmed(&mut entries, settled.error);
+                }
+                if let Some(at) = committed_at {
+                    self.latency.observe(at.elapsed());
                 }
                 out.push(entries);
             }

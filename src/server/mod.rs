@@ -20,6 +20,7 @@ mod held_turns;
 mod io_threads;
 mod leases;
 mod log_flusher;
+mod metrics;
 mod reactor;
 mod replication;
 mod site;
@@ -154,8 +155,20 @@ fn seconds(n: u64) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(n))
 }
 
-/// The sockets of the command line: TCP (or a unix socket) and UDP.
+/// The sockets of the command line: TCP (or a unix socket) and UDP, and
+/// the metrics page's.
 fn bind(config: &Config) -> Result<Listeners, String> {
+    let listeners = bind_clients(config)?;
+    let Some(addr) = &config.metrics_listen else {
+        return Ok(listeners);
+    };
+    let listener = std::net::TcpListener::bind(addr.as_str())
+        .map_err(|e| format!("failed to listen on --metrics-listen {addr}: {e}"))?;
+    Ok(listeners.with_metrics(listener))
+}
+
+/// The sockets clients reach: TCP (or a unix socket) and UDP.
+fn bind_clients(config: &Config) -> Result<Listeners, String> {
     if let Some(path) = &config.socket_path {
         let listener = Listener::bind_unix(path, config.socket_mask)
             .map_err(|e| format!("failed to listen on unix socket {}: {e}", path.display()))?;

@@ -20,6 +20,7 @@ use super::gather::{Limits, Next, OUTPUT_BACKLOG};
 use super::get_slices::GetSlice;
 use super::held_turns::HeldTurns;
 use super::io_threads::{Done, IoThreads, Job};
+use super::metrics::{Counters, Endpoint, EnvProbe, Reason, Scrapes, ServerSample};
 use super::site::Site;
 use super::socket::{Listener, Listeners, Stream};
 use super::waiting::{self, Parked, Waiting};
@@ -30,6 +31,8 @@ use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const STOP: Token = Token(usize::MAX - 2);
+/// The poll's one waker: the log flusher settled turns, replication
+/// changed role, or the metrics endpoint asks for a snapshot.
 const FLUSHED: Token = Token(usize::MAX - 3);
 const UDP: Token = Token(usize::MAX - 4);
 
@@ -82,6 +85,14 @@ pub struct Reactor {
     held: HeldTurns,
     /// Requests waiting for a message (`get <q>/t=<ms>`).
     waiting: Waiting,
+    /// Commands and refusals, for the metrics page.
+    counters: Counters,
+    /// Scrapes of the metrics page (--metrics-listen), if it is served.
+    scrapes: Option<Scrapes>,
+    /// The metrics page's HTTP thread; stopped when the reactor stops.
+    /// Declared after `scrapes`, so dropped after them: a scrape waiting
+    /// for a snapshot is let go before the thread is joined.
+    endpoint: Option<Endpoint>,
 }
 
 impl Reactor {
@@ -99,6 +110,18 @@ impl Reactor {
             replication.set_waker(waker.clone());
         }
         let env = site.env().clone();
+        let (endpoint, scrapes) = match listeners.metrics {
+            Some(listener) => {
+                let probe = EnvProbe {
+                    env: env.clone(),
+                    home: site.settings().home.clone(),
+                    replication: site.replication().cloned(),
+                };
+                let (endpoint, asked) = Endpoint::start(listener, waker.clone(), probe)?;
+                (Some(endpoint), Some(Scrapes::new(asked)))
+            }
+            None => (None, None),
+        };
         let held = HeldTurns::start(env, waker, options.durability, site.replication().cloned())?;
         let settings = site.settings();
         let record_len = settings.format.record_len;
@@ -125,6 +148,9 @@ impl Reactor {
             entries: Vec::new(),
             held,
             waiting: Waiting::default(),
+            counters: Counters::default(),
+            scrapes,
+            endpoint,
         };
         let registry = reactor.poll.registry();
         registry.register(&mut reactor.listener, LISTENER, Interest::READABLE)?;
@@ -141,7 +167,9 @@ impl Reactor {
         let mut stopping = false;
         while !stopping {
             let udp_ready = self.udp.as_ref().is_some_and(|u| u.ready);
-            let idle = self.ready.is_empty() && !udp_ready && !self.waiting.has_woken();
+            let collecting = self.scrapes.as_ref().is_some_and(Scrapes::collecting);
+            let idle =
+                self.ready.is_empty() && !udp_ready && !self.waiting.has_woken() && !collecting;
             let timeout = if idle {
                 self.next_timer()
                     .map(|at| at.saturating_duration_since(Instant::now()))
@@ -157,7 +185,12 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     STOP => stopping = true,
-                    FLUSHED => self.release_durable(),
+                    FLUSHED => {
+                        self.release_durable();
+                        if let Some(scrapes) = &mut self.scrapes {
+                            scrapes.take_asked();
+                        }
+                    }
                     UDP => {
                         if let Some(udp) = &mut self.udp {
                             udp.ready = true;
@@ -179,14 +212,42 @@ impl Reactor {
             self.site.follow_role();
             self.timers();
             self.turn();
+            self.collect_metrics();
         }
         log::info!("stop signal received, shutting down");
+        // Its thread holds the environment, which must close after serving;
+        // a scrape waiting for a snapshot is let go first (answered 503).
+        self.scrapes = None;
+        drop(self.endpoint.take());
         for entries in self.held.stop() {
             self.deliver(entries);
         }
         self.answer_waiters();
         self.write_out(&mut events);
         Ok(self.site)
+    }
+
+    /// Samples the next slice of queues for a scrape, and answers it once
+    /// every queue is in.
+    fn collect_metrics(&mut self) {
+        let Some(scrapes) = &mut self.scrapes else {
+            return;
+        };
+        let (site, stats, waiting) = (&mut self.site, &self.stats, &self.waiting);
+        let done = scrapes.step(|slice, out| {
+            site.sample_queues(slice, out, stats, &|queue| waiting.count(queue))
+        });
+        if done {
+            scrapes.finish(ServerSample {
+                connections: stats.curr_connections,
+                connections_total: stats.total_connections,
+                read_bytes: stats.bytes_read,
+                written_bytes: stats.bytes_written,
+                counters: self.counters.clone(),
+                commit: self.held.latency().clone(),
+                uptime: stats.started().elapsed(),
+            });
+        }
     }
 
     /// At shutdown: every waiting request, parked or woken and not yet
@@ -254,6 +315,7 @@ impl Reactor {
         if self.stats.curr_connections as usize >= self.max_connections {
             conn.queue_reply(&reply::TOO_MANY_CONNECTIONS.to_vec());
             let _ = conn.flush();
+            self.counters.refused(Reason::TooManyConnections);
             log::warn!("refused a connection: -c {} reached", self.max_connections);
             return;
         }
@@ -367,6 +429,9 @@ impl Reactor {
         if !ended.is_empty() {
             self.deliver(ended);
         }
+        // What arrives from here on is new (woken requests were counted
+        // when they first came).
+        let arrived = self.entries.len();
         if let Some(udp) = self.udp.as_mut().filter(|u| u.ready) {
             udp.gather(
                 &self.parser,
@@ -377,6 +442,12 @@ impl Reactor {
             );
         }
         self.gather_ready();
+        for entry in &self.entries[arrived..] {
+            // A long get is counted once, at its first slice.
+            if entry.slice.is_none_or(|s| s == GetSlice::First) {
+                self.counters.command(&entry.command);
+            }
+        }
         if self.entries.is_empty() {
             return;
         }
@@ -428,6 +499,9 @@ impl Reactor {
                     entry.command,
                     String::from_utf8_lossy(first_line).trim_end()
                 );
+            }
+            if entry.outcome == Outcome::Failed {
+                self.counters.failed(&entry.reply);
             }
             if entry.noreply {
                 entry.reply.clear();

@@ -51,7 +51,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Master => "master",
             Role::Replica => "replica",
@@ -237,6 +237,17 @@ impl Replication {
         format!("SERVER_ERROR not the master; master is {master}\r\n").into_bytes()
     }
 
+    /// Other sites this one is connected to.
+    pub fn connected_sites(&self, env: &Env) -> u64 {
+        let sites = env.rep_sites().unwrap_or_default();
+        sites.iter().filter(|s| s.connected).count() as u64
+    }
+
+    /// Commits whose --rep-ack was not met in time.
+    pub fn perm_failed(&self) -> u64 {
+        self.state.perm_failed.load(Ordering::Relaxed)
+    }
+
     /// The reply to `stats replication`.
     pub fn report(&self, env: &Env) -> Vec<u8> {
         let sites = env.rep_sites().unwrap_or_default();
@@ -245,14 +256,8 @@ impl Replication {
             ("role", self.role().name().to_string()),
             ("master", self.master_address().unwrap_or_default()),
             ("sites", (sites.len() + 1).to_string()),
-            (
-                "connected",
-                sites.iter().filter(|s| s.connected).count().to_string(),
-            ),
-            (
-                "perm_failed",
-                self.state.perm_failed.load(Ordering::Relaxed).to_string(),
-            ),
+            ("connected", self.connected_sites(env).to_string()),
+            ("perm_failed", self.perm_failed().to_string()),
             ("elections", elections.to_string()),
         ];
         let mut out = Vec::new();

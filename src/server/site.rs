@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::command_class::class_of;
 use super::executor::{self, Entry, Executor, Outcome, ReplyBounds};
+use super::metrics::{QueueSample, Slice};
 use super::replication::{Replication, Role};
 use super::{Durability, QueueStatsFormat, ReadSettings};
 use crate::bdb::{Env, QueueFormat};
@@ -189,6 +190,22 @@ impl Site {
             Some(executor) => executor.reply_bounds(),
             // A replica's queues may have any record length a page holds.
             None => ReplyBounds::new(self.settings.format.page_size as usize, self.replica_queues),
+        }
+    }
+
+    /// The metrics page's queues, a slice at a time (see
+    /// `Executor::sample_queues`). A replica, whose queues are open only
+    /// within a turn, reports none.
+    pub fn sample_queues(
+        &mut self,
+        slice: Slice<'_>,
+        out: &mut Vec<QueueSample>,
+        stats: &Stats,
+        waiters_on: &dyn Fn(&[u8]) -> usize,
+    ) -> bool {
+        match &mut self.executor {
+            Some(executor) => executor.sample_queues(slice, out, stats, waiters_on),
+            None => true,
         }
     }
 

@@ -25,11 +25,23 @@ pub struct Listeners {
     pub(super) stream: Listener,
     /// Datagrams (-U), if any.
     pub(super) udp: Option<UdpSocket>,
+    /// The metrics page (--metrics-listen), if any.
+    pub(super) metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
     pub(super) fn new(stream: Listener, udp: Option<UdpSocket>) -> Listeners {
-        Listeners { stream, udp }
+        Listeners {
+            stream,
+            udp,
+            metrics: None,
+        }
+    }
+
+    /// Also serves the metrics page on `listener`.
+    pub fn with_metrics(mut self, listener: std::net::TcpListener) -> Listeners {
+        self.metrics = Some(listener);
+        self
     }
 
     /// TCP connections accepted on `listener`, bound and listening; no

@@ -2,6 +2,7 @@
 //! with their set and get counters.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use super::chores::CacheWatch;
@@ -149,6 +150,18 @@ impl QueueStore {
     /// Every queue with its committed counters, in name order.
     pub fn counts(&self) -> impl Iterator<Item = (&[u8], Counts)> {
         self.queues.iter().map(|(n, q)| (n.as_slice(), q.counts))
+    }
+
+    /// The queues after the name `after` (every queue when `None`), with
+    /// their committed counters, in name order.
+    pub fn counts_after<'a>(
+        &'a self,
+        after: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], Counts)> + 'a {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.queues
+            .range::<[u8], _>((from, Bound::Unbounded))
+            .map(|(n, q)| (n.as_slice(), q.counts))
     }
 
     /// Creates a queue: its database and its `queue.list` entry commit

@@ -135,12 +135,10 @@ pub struct DiskSpace {
 
 impl DiskSpace {
     pub fn new(home: &Path, env: &Env) -> DiskSpace {
-        let log_file = env.log_file_size().unwrap_or(DEFAULT_LOG_FILE_SIZE);
-        let log_file = u64::from(log_file);
         DiskSpace {
             home: home.to_path_buf(),
             env: env.clone(),
-            base: log_file + MARGIN,
+            base: base_kept_free(env),
             dirty: 0,
             since: 0,
             sampled: None,
@@ -176,6 +174,12 @@ impl DiskSpace {
         self.since += bytes;
     }
 
+    /// The free space below which sets are refused, measured now (the
+    /// metrics page's `memcacheq_disk_refusal_threshold_bytes`).
+    pub fn kept_free(env: &Env) -> u64 {
+        base_kept_free(env) + env.dirty_cache_bytes().unwrap_or(0)
+    }
+
     /// What a message in records of `record_len` bytes may take on disk:
     /// its log record and its place on a queue page.
     pub fn message_cost(record_len: usize) -> u64 {
@@ -186,6 +190,12 @@ impl DiskSpace {
     pub fn queue_cost() -> u64 {
         QUEUE_CREATION
     }
+}
+
+/// What must stay free besides the cache's unwritten pages: the next log
+/// file and a margin.
+fn base_kept_free(env: &Env) -> u64 {
+    u64::from(env.log_file_size().unwrap_or(DEFAULT_LOG_FILE_SIZE)) + MARGIN
 }
 
 /// Keeps the log file being written allocated in full.

@@ -21,6 +21,7 @@
 
 pub mod daemon;
 pub mod fixtures;
+pub mod metrics_page;
 
 // The fixture helpers are part of `common::*`, as ORIGINAL_QUEUE_STATS
 // always was; a test crate that uses none of them would otherwise warn.

@@ -9,7 +9,7 @@
 //! like the counters.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::stored_times::StoredTimes;
 use super::{Executor, Origin, Pending};
@@ -19,9 +19,13 @@ use crate::log_limit::{self, invariant};
 use crate::protocol::reply::{self, QueueDump};
 use crate::protocol::{GetKey, Reply};
 use crate::server::leases::{LeaseChanges, Leases};
+use crate::server::metrics::{QueueSample, Slice};
 use crate::server::ReadSettings;
 use crate::stats::Stats;
 use crate::storage::{self, DiskSpace};
+
+/// Queues `dump_stats` reads in one transaction.
+const DUMP_SLICE: usize = 100;
 
 /// How a `get`'s reply is written.
 #[derive(Debug, Clone, Copy)]
@@ -99,12 +103,33 @@ pub(super) struct Reads {
 
 #[derive(Default)]
 struct Activity {
-    /// Messages handed out again since the server started.
-    redelivered: u64,
-    /// Messages moved to `<q>.dead` since the server started.
-    dead_lettered: u64,
+    /// What was handed out, closed, opened again and moved since the
+    /// server started.
+    tally: Tally,
     /// When its messages were stored, for `age`.
     stored: StoredTimes,
+}
+
+/// Per queue, what its reads did (counted from the server's start).
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    /// Messages taken by `get` or opened.
+    delivered: u64,
+    /// Open messages closed.
+    acked: u64,
+    /// Messages opened again.
+    redelivered: u64,
+    /// Messages moved to `<q>.dead`.
+    dead_lettered: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.delivered += other.delivered;
+        self.acked += other.acked;
+        self.redelivered += other.redelivered;
+        self.dead_lettered += other.dead_lettered;
+    }
 }
 
 impl Reads {
@@ -136,8 +161,8 @@ pub(super) struct PendingReads {
     taken: Vec<(Vec<u8>, u32)>,
     /// Queues given a message back (`/abort`).
     woken: Vec<Vec<u8>>,
-    redelivered: HashMap<Vec<u8>, u64>,
-    dead_lettered: HashMap<Vec<u8>, u64>,
+    /// Per queue, what this attempt's reads did.
+    tallies: HashMap<Vec<u8>, Tally>,
 }
 
 impl PendingReads {
@@ -146,6 +171,14 @@ impl PendingReads {
         if self.stored.last().is_none_or(|(q, _)| q != queue) {
             self.stored.push((queue.to_vec(), recno));
         }
+    }
+
+    /// The tally of `queue`; the name is copied once per transaction.
+    fn tally(&mut self, queue: &[u8]) -> &mut Tally {
+        if !self.tallies.contains_key(queue) {
+            self.tallies.insert(queue.to_vec(), Tally::default());
+        }
+        self.tallies.get_mut(queue).expect("inserted above")
     }
 
     /// Notes a message taken for good, so `age` forgets its time.
@@ -303,6 +336,7 @@ impl Executor {
                     pending.reads.leases.release(committed, queue, recno);
                     self.store.remove(txn, queue, recno)?;
                     self.gone(txn, queue, recno, pending)?;
+                    pending.reads.tally(queue).acked += 1;
                 }
             } else if options.abort {
                 if let Some(recno) = held {
@@ -422,11 +456,7 @@ impl Executor {
                     pending.reads.stored(&dead, moved);
                     pending.count(&dead).set += 1;
                 }
-                *pending
-                    .reads
-                    .dead_lettered
-                    .entry(queue.to_vec())
-                    .or_default() += 1;
+                pending.reads.tally(queue).dead_lettered += 1;
                 // The dead queue's set count wakes its waiters at the
                 // commit, once per message.
                 continue;
@@ -440,6 +470,9 @@ impl Executor {
             }
             .encode(out);
             pending.get_hits += 1;
+            if options.open || takes {
+                pending.reads.tally(queue).delivered += 1;
+            }
             if options.open {
                 let holder = holder.expect("the reactor refuses /open over UDP");
                 pending
@@ -447,7 +480,7 @@ impl Executor {
                     .leases
                     .grant(&self.reads.leases, queue, recno, holder);
                 if delivered > 0 {
-                    *pending.reads.redelivered.entry(queue.to_vec()).or_default() += 1;
+                    pending.reads.tally(queue).redelivered += 1;
                 }
                 self.write_deliveries(txn, queue, recno, delivered + 1, &mut pending.reads)?;
             } else if takes {
@@ -477,11 +510,13 @@ impl Executor {
                 activity.stored.taken_through(recno);
             }
         }
-        for (queue, n) in pending.redelivered {
-            self.reads.activity.entry(queue).or_default().redelivered += n;
-        }
-        for (queue, n) in pending.dead_lettered {
-            self.reads.activity.entry(queue).or_default().dead_lettered += n;
+        for (queue, tally) in pending.tallies {
+            self.reads
+                .activity
+                .entry(queue)
+                .or_default()
+                .tally
+                .add(tally);
         }
         for queue in pending.woken {
             self.reads.supplied(&queue, 1);
@@ -520,45 +555,108 @@ impl Executor {
         stats: &Stats,
         waiters_on: &dyn Fn(&[u8]) -> usize,
     ) {
-        let now = Instant::now();
-        let queues: Vec<(Vec<u8>, storage::Counts)> =
-            self.store.counts().map(|(n, c)| (n.to_vec(), c)).collect();
-        for (name, counts) in queues {
-            let open = self.reads.leases.open_count(&name) as u64;
-            let held = u64::try_from(counts.set - counts.get).unwrap_or(0);
-            let items = held.saturating_sub(open);
-            let record_len = self.store.record_len(&name).unwrap_or(0) as u64;
-            let age = self
-                .oldest_waiting(&name)
-                .map_or(0, |recno| self.stored_age(&name, recno, now, stats));
-            let activity = self.reads.activity.get(&name);
+        let mut samples: Vec<QueueSample> = Vec::new();
+        loop {
+            // Slices keep each read transaction's locks few, whatever the
+            // number of queues (the lock table has 40,000 entries).
+            let after = samples.last().map(|q| q.name.clone());
+            let slice = Slice {
+                after: after.as_deref(),
+                max: DUMP_SLICE,
+                time: Duration::MAX,
+            };
+            if self.sample_queues(slice, &mut samples, stats, waiters_on) {
+                break;
+            }
+        }
+        for sample in samples {
+            let record_len = self.store.record_len(&sample.name).unwrap_or(0) as u64;
             let dump = QueueDump {
-                name: &name,
-                items,
-                bytes: items * record_len,
-                total_items: u64::try_from(counts.set).unwrap_or(0),
-                open,
-                waiters: waiters_on(&name) as u64,
-                age_ms: age,
-                redelivered: activity.map_or(0, |a| a.redelivered),
-                dead_lettered: activity.map_or(0, |a| a.dead_lettered),
+                name: &sample.name,
+                items: sample.ready,
+                bytes: sample.ready * record_len,
+                total_items: sample.published,
+                open: sample.unacked,
+                waiters: sample.waiters,
+                age_ms: sample.age_ms,
+                redelivered: sample.redelivered,
+                dead_lettered: sample.dead_lettered,
             };
             Reply::QueueDump(&dump).encode(out);
         }
         Reply::End.encode(out);
     }
 
-    /// The record number of the oldest message of `queue` nobody holds.
-    fn oldest_waiting(&mut self, queue: &[u8]) -> Option<u32> {
+    /// Appends to `out` the queues of `slice`, in name order, as
+    /// `dump_stats` and the metrics page report them; returns whether the
+    /// last queue is in.
+    pub fn sample_queues(
+        &mut self,
+        slice: Slice<'_>,
+        out: &mut Vec<QueueSample>,
+        stats: &Stats,
+        waiters_on: &dyn Fn(&[u8]) -> usize,
+    ) -> bool {
+        let now = Instant::now();
+        let mut queues: Vec<(Vec<u8>, storage::Counts)> = self
+            .store
+            .counts_after(slice.after)
+            .take(slice.max.saturating_add(1))
+            .map(|(n, c)| (n.to_vec(), c))
+            .collect();
+        let mut done = queues.len() <= slice.max;
+        queues.truncate(slice.max);
+        // One transaction for the slice's reads: beginning and committing
+        // one per queue cost more than the reads.
         let env = self.store.env().clone();
-        let txn = env.begin().ok()?;
+        let txn = env.begin().ok();
+        for (taken, (name, counts)) in queues.into_iter().enumerate() {
+            if taken > 0 && now.elapsed() >= slice.time {
+                done = false;
+                break;
+            }
+            let open = self.reads.leases.open_count(&name) as u64;
+            let held = u64::try_from(counts.set - counts.get).unwrap_or(0);
+            let ready = held.saturating_sub(open);
+            let oldest = match &txn {
+                Some(txn) if ready > 0 => self.oldest_waiting(txn, &name),
+                _ => None,
+            };
+            let age_ms = oldest.map_or(0, |recno| self.stored_age(&name, recno, now, stats));
+            let tally = self
+                .reads
+                .activity
+                .get(&name)
+                .map(|a| a.tally)
+                .unwrap_or_default();
+            out.push(QueueSample {
+                ready,
+                unacked: open,
+                published: u64::try_from(counts.set).unwrap_or(0),
+                delivered: tally.delivered,
+                acked: tally.acked,
+                redelivered: tally.redelivered,
+                dead_lettered: tally.dead_lettered,
+                waiters: waiters_on(&name) as u64,
+                age_ms,
+                name,
+            });
+        }
+        if let Some(txn) = txn {
+            let _ = txn.commit();
+        }
+        done
+    }
+
+    /// The record number of the oldest message of `queue` nobody holds.
+    /// `txn` only reads.
+    fn oldest_waiting(&mut self, txn: &Txn<'_>, queue: &[u8]) -> Option<u32> {
         let mut record = std::mem::take(&mut self.record);
         let leases = &self.reads.leases;
-        let found = self.store.first_not_open(&txn, queue, &mut record, |r| {
-            leases.last_open_from(queue, r)
-        });
+        let found = self
+            .store
+            .first_not_open(txn, queue, &mut record, |r| leases.last_open_from(queue, r));
         self.record = record;
-        let _ = txn.commit();
         found.ok().flatten()
     }
 
