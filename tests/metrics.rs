@@ -184,6 +184,8 @@ fn every_series_has_its_value_and_promtool_accepts_the_page() {
     refused.expect_closed();
 
     a.call(b"version\r\n", VERSION);
+    // A meta no-op counts as the command it runs as.
+    a.call(b"mn\r\n", b"MN\r\n");
     a.call(b"bogus\r\n", ERROR);
     // The cache is clean after a checkpoint: the dirty ratio is 0 and the
     // refusal threshold its least.
@@ -233,6 +235,7 @@ fn every_series_has_its_value_and_promtool_accepts_the_page() {
         ("db_checkpoint", 1.0),
         ("db_archive", 0.0),
         ("quit", 1.0),
+        ("noop", 1.0),
         ("invalid", 1.0),
     ];
     for (command, n) in commands {
