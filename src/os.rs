@@ -107,6 +107,31 @@ pub fn set_listen_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the socket `fd` a send timeout (SO_SNDTIMEO): a blocking write
+/// that makes no progress for `timeout` fails instead of waiting for good.
+/// Linux copies it from a listening socket to the sockets it accepts.
+pub fn set_send_timeout(fd: RawFd, timeout: std::time::Duration) -> io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt(2) on a descriptor the caller owns, with a
+    // timeval on the stack of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &value as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Turns Nagle's algorithm off on every TCP socket of the process.
 /// Berkeley DB's replication manager leaves it on for its connections, so
 /// of two small messages sent back to back (a log record, then a request

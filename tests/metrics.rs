@@ -511,3 +511,77 @@ fn stats_reset_leaves_the_counters_of_the_page_alone() {
     assert!(have["memcacheq_read_bytes_total"] > 0.0);
     server.stop();
 }
+
+/// A scraper that sends `GET /metrics` and never reads its page (here with
+/// a receive buffer of 4 KB, and a page of 9,000 queues, about 5 MB, more
+/// than the kernel's largest send buffer of 4 MB) holds the page's
+/// thread only for the write timeout: later scrapes are answered, and a
+/// stop is not held up by it (found in review: the thread blocked for
+/// good, and SIGTERM waited on it forever).
+#[test]
+fn a_scraper_that_never_reads_holds_up_nothing() {
+    const QUEUES: usize = 9000;
+    let home = Home::new();
+    let server = home.start(&["-N", "-E", "0", "--metrics-listen", "127.0.0.1:0"]);
+    let port = other_port(server.pid(), &[server.port]);
+    let mut c = server.client();
+    let mut sets = Vec::new();
+    for i in 0..QUEUES {
+        sets.extend(set_cmd(format!("queue{i:04}").as_bytes(), 0, b"m"));
+    }
+    c.send(&sets);
+    for _ in 0..QUEUES {
+        c.expect(STORED);
+    }
+    let big = page(port);
+    assert!(big.len() > 4 << 20, "a page of {} bytes", big.len());
+
+    let stalled = connect_with_receive_buffer(port, 4096);
+    (&stalled)
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send the request");
+    thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let (status, _) = http(port, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "the next scrape waited {:?}",
+        asked.elapsed()
+    );
+    let stopping = Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "the stop waited {:?}",
+        stopping.elapsed()
+    );
+    drop(stalled);
+}
+
+/// Queue names that are not UTF-8 (the protocol allows any byte above
+/// 0x7f) get labels of their own, escaped, so that two of them never make
+/// one series twice, which would make Prometheus drop the whole scrape.
+#[test]
+fn names_that_are_not_utf8_keep_distinct_labels() {
+    let home = Home::new();
+    let server = home.start(&["--metrics-listen", "127.0.0.1:0"]);
+    let port = other_port(server.pid(), &[server.port]);
+    let mut c = server.client();
+    c.set(b"q\xfe", 0, b"one");
+    c.set(b"q\xff", 0, b"two");
+    c.set(b"q\xff", 0, b"three");
+    let mut want = BTreeMap::new();
+    want.insert(
+        r#"memcacheq_queue_messages_ready{queue="q\\xfe"}"#.to_string(),
+        1.0,
+    );
+    want.insert(
+        r#"memcacheq_queue_messages_ready{queue="q\\xff"}"#.to_string(),
+        2.0,
+    );
+    let text = scrape_until(port, &want);
+    if let Err(complaints) = promtool_check(&text) {
+        panic!("promtool check metrics: {complaints}");
+    }
+}

@@ -90,7 +90,6 @@ impl Request {
 
 /// A request header's fields.
 struct Header {
-    magic: u8,
     opcode: u8,
     key_len: usize,
     extras_len: usize,
@@ -103,7 +102,6 @@ impl Header {
     fn read(h: &[u8]) -> Header {
         let be32 = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         Header {
-            magic: h[0],
             opcode: h[1],
             key_len: u16::from_be_bytes([h[2], h[3]]) as usize,
             extras_len: h[4] as usize,
@@ -130,7 +128,6 @@ pub fn parse(parser: &Parser, buf: &[u8]) -> Option<Frame> {
         return None;
     }
     let h = Header::read(buf);
-    debug_assert_eq!(h.magic, REQUEST_MAGIC);
     let mut request = Request {
         opcode: h.opcode,
         opaque: h.opaque,
@@ -155,10 +152,14 @@ pub fn parse(parser: &Parser, buf: &[u8]) -> Option<Frame> {
     };
     let storing = matches!(h.opcode, op::SET | op::SETQ);
     match h.opcode {
-        op::ADD | op::REPLACE | op::APPEND | op::PREPEND => return skip(request, Reply::NotStored),
-        op::ADDQ | op::REPLACEQ | op::APPENDQ | op::PREPENDQ => {
-            return skip(request, Reply::NotStored)
-        }
+        op::ADD
+        | op::REPLACE
+        | op::APPEND
+        | op::PREPEND
+        | op::ADDQ
+        | op::REPLACEQ
+        | op::APPENDQ
+        | op::PREPENDQ => return skip(request, Reply::NotStored),
         op::GET
         | op::GETQ
         | op::GETK

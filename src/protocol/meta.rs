@@ -84,6 +84,11 @@ impl Flags {
             if !allowed.contains(&flag) {
                 return Err(reply::INVALID_FLAG);
             }
+            // `ma` and `me` run nothing: of their flags only those that
+            // shape the reply count.
+            if matches!(kind, Kind::Missing { .. }) && !b"bkOq".contains(&flag) {
+                continue;
+            }
             match flag {
                 b'b' => flags.base64 = true,
                 b'q' => flags.quiet = true,
@@ -398,6 +403,7 @@ mod tests {
         let bad = parser().parse(b"mg jobs v Z\r\n").unwrap();
         assert_eq!(bad.command, refused(reply::INVALID_FLAG));
         assert_eq!(reply_to(b"ma jobs q O1\r\n", b""), b"NF O1\r\n");
+        assert_eq!(reply_to(b"ma jobs MD C5 N0 J1 D2\r\n", b""), b"NF\r\n");
         assert_eq!(reply_to(b"me jobs\r\n", b""), b"EN\r\n");
     }
 }

@@ -505,7 +505,7 @@ impl Reactor {
             }
             if entry.noreply {
                 entry.reply.clear();
-            } else if entry.dialect != Dialect::Text {
+            } else if !matches!(entry.dialect, Dialect::Text) {
                 entry.reply = entry.dialect.encode(std::mem::take(&mut entry.reply));
             }
             if let Some((origin, reply)) = datagram_reply.take() {

@@ -1028,3 +1028,44 @@ pub fn settle_close_wait(port: u16, wait: Duration) -> usize {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A TCP connection to `port` whose receive buffer is set to `bytes`
+/// before it connects, so the window it offers stays that small.
+pub fn connect_with_receive_buffer(port: u16, bytes: libc::c_int) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket(2) with constant arguments; the descriptor is checked
+    // and then owned by the TcpStream made from it.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket");
+    // SAFETY: `fd` is open; the value is a c_int on the stack of the size
+    // given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &bytes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `fd` is open and `addr` a sockaddr_in of the length given.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            &addr as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "connect to the metrics port");
+    // SAFETY: `fd` is an open, connected socket no one else owns.
+    unsafe { std::net::TcpStream::from_raw_fd(fd) }
+}

@@ -66,7 +66,9 @@ pub struct Poller {
     addr: String,
     /// The open connection, if any.
     conn: Option<BufReader<TcpStream>>,
-    /// The server answered `dump_stats` with an error once: it never will.
+    /// The server answered `dump_stats` with `ERROR` (it does not know the
+    /// command, as MemcacheQ 0.2.1): it never will. Any other error (a
+    /// storage failure) is that poll's failure alone.
     legacy: bool,
 }
 
@@ -84,7 +86,7 @@ impl Poller {
         let stats = parse_stats(&self.ask(b"stats\r\n")?)?;
         if !self.legacy {
             let reply = self.ask(b"dump_stats\r\n")?;
-            if !is_error(&reply) {
+            if reply != b"ERROR\r\n" {
                 return Ok(Sample {
                     at: Instant::now(),
                     stats,

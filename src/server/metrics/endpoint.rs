@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -29,6 +30,10 @@ use crate::storage::DiskSpace;
 pub const SNAPSHOT_REUSE: Duration = Duration::from_millis(100);
 /// How long a scrape waits for the reactor before answering 503.
 const REACTOR_ANSWER: Duration = Duration::from_secs(5);
+/// How long writing a page may make no progress before the scrape is
+/// dropped: a scraper that stops reading holds the page's one thread (and
+/// a stop waiting for it) no longer.
+const PAGE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the endpoint reads what the reactor does not know.
 #[derive(Clone)]
@@ -102,6 +107,7 @@ impl Endpoint {
         waker: Arc<Waker>,
         probe: EnvProbe,
     ) -> io::Result<(Endpoint, Receiver<Answer>)> {
+        os::set_send_timeout(listener.as_raw_fd(), PAGE_WRITE_TIMEOUT)?;
         let server = Server::from_listener(listener, None)
             .map(Arc::new)
             .map_err(io::Error::other)?;

@@ -125,13 +125,24 @@ fn labelled_counter(
     Ok(())
 }
 
+/// A queue name as a label value: the name itself when it is UTF-8,
+/// else with every byte outside printable ASCII written `\xNN`, so that
+/// two names never share a label (which would make Prometheus drop the
+/// whole scrape as a duplicate series).
+fn label_of(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(name) => name.to_string(),
+        Err(_) => name.escape_ascii().to_string(),
+    }
+}
+
 impl Page {
     fn queues(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         let names: Vec<String> = self
             .snapshot
             .queues
             .iter()
-            .map(|q| String::from_utf8_lossy(&q.name).into_owned())
+            .map(|q| label_of(&q.name))
             .collect();
         for (name, help, kind, value) in QUEUE_SERIES {
             let mut metric = enc.encode_descriptor(name, help, None, kind)?;
