@@ -43,52 +43,13 @@ const INVALID: u16 = 0x0004;
 const NOT_STORED: u16 = 0x0005;
 const UNKNOWN: u16 = 0x0081;
 
-/// A request packet.
-fn req(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
-    let body = extras.len() + key.len() + value.len();
-    let mut r = vec![0x80, opcode];
-    r.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    r.push(extras.len() as u8);
-    r.extend_from_slice(&[0, 0, 0]);
-    r.extend_from_slice(&(body as u32).to_be_bytes());
-    r.extend_from_slice(&opaque.to_be_bytes());
-    r.extend_from_slice(&[0; 8]);
-    r.extend_from_slice(extras);
-    r.extend_from_slice(key);
-    r.extend_from_slice(value);
-    r
-}
+use common::binary_frames::{request as req, response as resp};
 
 /// A `Set` (or `SetQ`) of `value` with `flags` to `key`.
 fn set(opcode: u8, key: &[u8], flags: u32, value: &[u8], opaque: u32) -> Vec<u8> {
     let mut extras = flags.to_be_bytes().to_vec();
     extras.extend_from_slice(&[0, 0, 0, 0]);
     req(opcode, &extras, key, value, opaque)
-}
-
-/// A response packet as the server must send it.
-fn resp(
-    opcode: u8,
-    status: u16,
-    extras: &[u8],
-    key: &[u8],
-    value: &[u8],
-    opaque: u32,
-    cas: u64,
-) -> Vec<u8> {
-    let body = extras.len() + key.len() + value.len();
-    let mut r = vec![0x81, opcode];
-    r.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    r.push(extras.len() as u8);
-    r.push(0);
-    r.extend_from_slice(&status.to_be_bytes());
-    r.extend_from_slice(&(body as u32).to_be_bytes());
-    r.extend_from_slice(&opaque.to_be_bytes());
-    r.extend_from_slice(&cas.to_be_bytes());
-    r.extend_from_slice(extras);
-    r.extend_from_slice(key);
-    r.extend_from_slice(value);
-    r
 }
 
 /// A success with no body.

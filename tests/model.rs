@@ -558,6 +558,7 @@ const FRAMINGS: [Framing; CONNECTIONS] = [Framing::Text, Framing::Meta, Framing:
 /// The model's text requests and answers, said in meta or binary framing.
 mod framing {
     use super::{Expect, Framing, Op, QUEUES};
+    use crate::common::binary_frames;
 
     /// `QuitQ`: the connection closes without a response.
     pub const QUITQ: [u8; 24] = [
@@ -606,7 +607,7 @@ mod framing {
                 let (flags, body) = set_parts(&text);
                 let mut extras = flags.to_be_bytes().to_vec();
                 extras.extend_from_slice(&[0; 4]);
-                let request = packet(0x80, SET, 0, &extras, QUEUES[*q].as_bytes(), &body);
+                let request = binary_frames::request(SET, &extras, QUEUES[*q].as_bytes(), &body, 0);
                 (request, Expect::Binary(response(SET, 0, b"", b"", b"")))
             }
             (Framing::Binary, Op::Get(q, read)) => {
@@ -616,9 +617,15 @@ mod framing {
             (Framing::Binary, Op::MultiGet(qs)) => {
                 let mut request = Vec::new();
                 for q in qs {
-                    request.extend(packet(0x80, GETKQ, 0, b"", QUEUES[*q].as_bytes(), b""));
+                    request.extend(binary_frames::request(
+                        GETKQ,
+                        b"",
+                        QUEUES[*q].as_bytes(),
+                        b"",
+                        0,
+                    ));
                 }
-                request.extend(packet(0x80, NOOP, 0, b"", b"", b""));
+                request.extend(binary_frames::request(NOOP, b"", b"", b"", 0));
                 let mut want = Vec::new();
                 for value in values(answer) {
                     want.extend(response(
@@ -633,7 +640,7 @@ mod framing {
                 (request, Expect::Binary(want))
             }
             (Framing::Binary, Op::Delete(q)) => {
-                let request = packet(0x80, DELETE, 0, b"", QUEUES[*q].as_bytes(), b"");
+                let request = binary_frames::request(DELETE, b"", QUEUES[*q].as_bytes(), b"", 0);
                 let want = match answer.as_slice() {
                     b"DELETED\r\n" => response(DELETE, 0, b"", b"", b""),
                     _ => response(DELETE, 1, b"", b"", b"Not found"),
@@ -641,7 +648,7 @@ mod framing {
                 (request, Expect::Binary(want))
             }
             (Framing::Binary, Op::StatsQueue) => {
-                let request = packet(0x80, STAT, 0, b"", b"queue", b"");
+                let request = binary_frames::request(STAT, b"", b"queue", b"", 0);
                 let mut want = Vec::new();
                 for line in String::from_utf8_lossy(answer).split("\r\n") {
                     if let Some((name, counts)) =
@@ -673,7 +680,7 @@ mod framing {
 
     /// A `GetK` (or `Get`) of `key` and its responses for the text answer.
     fn binary_get(opcode: u8, key: &str, answer: &[u8]) -> (Vec<u8>, Expect) {
-        let request = packet(0x80, opcode, 0, b"", key.as_bytes(), b"");
+        let request = binary_frames::request(opcode, b"", key.as_bytes(), b"", 0);
         let echo: &[u8] = if opcode == GETK { key.as_bytes() } else { b"" };
         let want = if let Some(why) = answer.strip_prefix(b"CLIENT_ERROR ") {
             response(opcode, 4, b"", b"", &why[..why.len() - 2])
@@ -735,30 +742,8 @@ mod framing {
         }
     }
 
-    fn packet(
-        magic: u8,
-        opcode: u8,
-        status: u16,
-        extras: &[u8],
-        key: &[u8],
-        value: &[u8],
-    ) -> Vec<u8> {
-        let body = extras.len() + key.len() + value.len();
-        let mut p = vec![magic, opcode];
-        p.extend_from_slice(&(key.len() as u16).to_be_bytes());
-        p.push(extras.len() as u8);
-        p.push(0);
-        p.extend_from_slice(&status.to_be_bytes());
-        p.extend_from_slice(&(body as u32).to_be_bytes());
-        p.extend_from_slice(&[0; 12]);
-        p.extend_from_slice(extras);
-        p.extend_from_slice(key);
-        p.extend_from_slice(value);
-        p
-    }
-
     fn response(opcode: u8, status: u16, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
-        packet(0x81, opcode, status, extras, key, value)
+        binary_frames::response(opcode, status, extras, key, value, 0, 0)
     }
 
     /// Binary responses with each CAS field zeroed: record numbers are not

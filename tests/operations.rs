@@ -19,6 +19,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::binary_frames;
 use common::daemon::{is_root, launch_in, skip_unless_root, start_tcp, user_ids, Site};
 use common::{listening_ports, output_text, server_binary, show, value_reply, Client, END, STORED};
 
@@ -904,26 +905,20 @@ fn binary_round_trip(path: &Path) {
     stream
         .set_read_timeout(Some(common::REPLY_TIMEOUT))
         .unwrap();
-    let header = |magic: u8, opcode: u8, key: usize, extras: u8, body: usize| {
-        let mut h = vec![magic, opcode];
-        h.extend_from_slice(&(key as u16).to_be_bytes());
-        h.extend_from_slice(&[extras, 0, 0, 0]);
-        h.extend_from_slice(&(body as u32).to_be_bytes());
-        h.extend_from_slice(&[0; 12]);
-        h
-    };
-    let mut request = header(0x80, 0x01, 4, 8, 8 + 4 + 3);
-    request.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0]);
-    request.extend_from_slice(b"binqxyz");
-    request.extend(header(0x80, 0x00, 4, 0, 4));
-    request.extend_from_slice(b"binq");
+    let mut request = binary_frames::request(0x01, &[0, 0, 0, 9, 0, 0, 0, 0], b"binq", b"xyz", 1);
+    request.extend(binary_frames::request(0x00, b"", b"binq", b"", 2));
     stream.write_all(&request).unwrap();
-    let mut want = header(0x81, 0x01, 0, 0, 0);
-    let mut value = header(0x81, 0x00, 0, 4, 7);
-    value[23] = 1; // the record number, as CAS
-    want.extend(value);
-    want.extend_from_slice(&[0, 0, 0, 9]);
-    want.extend_from_slice(b"xyz");
+    // Stored, then the message with its flags and its record number as CAS.
+    let mut want = binary_frames::response(0x01, 0, b"", b"", b"", 1, 0);
+    want.extend(binary_frames::response(
+        0x00,
+        0,
+        &[0, 0, 0, 9],
+        b"",
+        b"xyz",
+        2,
+        1,
+    ));
     let mut got = vec![0; want.len()];
     stream.read_exact(&mut got).expect("the binary responses");
     assert_eq!(got, want);

@@ -19,6 +19,7 @@
 // Signals, rlimits, waitpid and getpwnam need libc.
 #![allow(unsafe_code)]
 
+pub mod binary_frames;
 pub mod daemon;
 pub mod fixtures;
 pub mod metrics_page;
