@@ -333,7 +333,7 @@ fn failure(out: &mut Vec<u8>, request: &Request, answer: Answer<'_>) {
 
 /// The status closest to a `SERVER_ERROR`'s meaning.
 fn server_error_status(why: &[u8]) -> u16 {
-    let matches = |r: Reply<'_>| r.to_vec() == [b"SERVER_ERROR ", why, b"\r\n"].concat();
+    let matches = |r: Reply<'_>| matches!(r, Reply::ServerError(w) if w.as_bytes() == why);
     if matches(reply::TOO_LARGE) {
         status::VALUE_TOO_LARGE
     } else if matches(reply::NO_SPACE) {
